@@ -1,0 +1,88 @@
+//! [`Clock`]: where the refresher and its readers get the wall-clock time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The wall clock a refresher and its handles read to decide whether a token has expired.
+///
+/// Expiry is a wall-clock fact (servers state it in wall-clock time, and a laptop that slept
+/// through it must not hand out a dead token), while timers run on tokio's monotonic clock.
+/// [`Clock::system`] is the default and the one to use in production. [`Clock::tokio`] follows
+/// tokio's clock instead, so that tests on paused time (`#[tokio::test(start_paused = true)]`,
+/// `tokio::time::advance`) move the wall clock too.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::Clock;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let clock = Clock::tokio();
+/// let before = clock.now();
+/// tokio::time::advance(Duration::from_secs(60)).await;
+/// assert_eq!(clock.now().duration_since(before).unwrap(), Duration::from_secs(60));
+/// // Simulate a machine that was suspended: wall time jumps, tokio's timers do not.
+/// clock.skip(Duration::from_secs(3600));
+/// assert_eq!(clock.now().duration_since(before).unwrap(), Duration::from_secs(3660));
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    kind: Kind,
+}
+
+#[derive(Clone, Debug, Default)]
+enum Kind {
+    #[default]
+    System,
+    Tokio(Arc<TokioClock>),
+}
+
+#[derive(Debug)]
+struct TokioClock {
+    wall_origin: SystemTime,
+    origin: tokio::time::Instant,
+    skipped_nanos: AtomicU64,
+}
+
+impl Clock {
+    /// The operating system's wall clock (`SystemTime::now`). The default.
+    pub fn system() -> Clock {
+        Clock { kind: Kind::System }
+    }
+
+    /// A wall clock that starts at the current system time and then advances with tokio's clock,
+    /// including paused and advanced test time. For tests.
+    pub fn tokio() -> Clock {
+        Clock {
+            kind: Kind::Tokio(Arc::new(TokioClock {
+                wall_origin: SystemTime::now(),
+                origin: tokio::time::Instant::now(),
+                skipped_nanos: AtomicU64::new(0),
+            })),
+        }
+    }
+
+    /// The current wall-clock time.
+    pub fn now(&self) -> SystemTime {
+        match &self.kind {
+            Kind::System => SystemTime::now(),
+            Kind::Tokio(clock) => {
+                let skipped = Duration::from_nanos(clock.skipped_nanos.load(Ordering::Relaxed));
+                clock.wall_origin + clock.origin.elapsed() + skipped
+            }
+        }
+    }
+
+    /// Moves a [`Clock::tokio`] clock ahead by `by` without moving tokio's timers, as happens
+    /// when a machine is suspended. Has no effect on [`Clock::system`].
+    pub fn skip(&self, by: Duration) {
+        if let Kind::Tokio(clock) = &self.kind {
+            let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+            clock.skipped_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+}

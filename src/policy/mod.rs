@@ -1,0 +1,184 @@
+//! [`RefreshPolicy`]: when to refresh and how to retry, as plain data, plus the pure decisions
+//! made from it (`schedule`, `backoff`). Nothing here reads a clock or does I/O.
+
+pub(crate) mod backoff;
+pub(crate) mod schedule;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::duration_format::humantime_serde;
+
+/// When a refresher renews its token and how it retries failures.
+///
+/// The defaults suit tokens that live minutes to hours; each is stated with its reason below.
+/// Deserialise it from configuration with durations written the humantime way; missing fields
+/// keep their defaults and unknown fields are an error (so a typo is not silently ignored):
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::RefreshPolicy;
+///
+/// let policy: RefreshPolicy = serde_json::from_str(r#"{
+///     "refresh_at": 0.75,
+///     "min_margin": "1m",
+///     "backoff": { "max": "2m" }
+/// }"#).unwrap();
+/// assert_eq!(policy.min_margin, Duration::from_secs(60));
+/// assert_eq!(policy.backoff.initial, Duration::from_secs(1)); // default kept
+///
+/// // Or start from the defaults in code:
+/// let mut policy = RefreshPolicy::default();
+/// policy.fetch_timeout = Duration::from_secs(10);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RefreshPolicy {
+    /// Share of the token's lifetime after which it is refreshed. Default `0.8`: late enough
+    /// not to waste tokens, early enough that a failing endpoint leaves a fifth of the lifetime
+    /// for retries while the old token is still served.
+    #[serde(deserialize_with = "fraction")]
+    pub refresh_at: f64,
+    /// Random spread around `refresh_at`, as a share of the lifetime (`0.05` = +/- 5 %), so a
+    /// fleet started together does not refresh in lock-step. Between 0 and 0.5.
+    #[serde(deserialize_with = "fraction")]
+    pub jitter: f64,
+    /// Refresh at least this long before expiry, capped at half the lifetime for short tokens.
+    /// Default 30 s: covers a slow token endpoint plus clock skew between us and the server.
+    #[serde(with = "humantime_serde")]
+    pub min_margin: Duration,
+    /// Lifetime assumed for tokens that state no expiry (opaque tokens, no `expires_in`).
+    /// Default 1 h: the most common access-token lifetime.
+    #[serde(with = "humantime_serde")]
+    pub default_lifetime: Duration,
+    /// The shortest time between the starts of two fetches, whatever asks for them. Default 1 s:
+    /// a server that hands out already-expiring tokens, or readers waking a failed credential,
+    /// must not cause a busy loop against the endpoint.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Bound on every fetch, applied around any source. Default 30 s: a hung endpoint can never
+    /// hang the credential; the attempt counts as a transient failure.
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    /// Retries after transient failures.
+    pub backoff: Backoff,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        RefreshPolicy {
+            refresh_at: 0.8,
+            jitter: 0.05,
+            min_margin: Duration::from_secs(30),
+            default_lifetime: Duration::from_secs(3600),
+            min_interval: Duration::from_secs(1),
+            fetch_timeout: Duration::from_secs(30),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter for transient failures: the n-th retry waits a random
+/// time between `min_interval` and `min(max, initial * multiplier^(n-1))`, and never so long that
+/// a still-valid token would expire before the next try (unless the server asked for longer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// Ceiling of the first retry's wait. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    /// Growth of the ceiling per failure. Default 2 (at least 1).
+    #[serde(deserialize_with = "at_least_one")]
+    pub multiplier: f64,
+    /// Largest wait between tries. Default 5 min: an outage is noticed within minutes of its end
+    /// even without readers waking the credential.
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            multiplier: 2.0,
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(d)?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "{value} is not a fraction between 0 and 1"
+        )))
+    }
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(d)?;
+    if value.is_finite() && value >= 1.0 {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "{value} must be a finite number of at least 1"
+        )))
+    }
+}
+
+/// A fraction from the policy, made safe for arithmetic whatever a caller set.
+pub(crate) fn sane_fraction(value: f64, max: f64, fallback: f64) -> f64 {
+    if value.is_finite() {
+        value.clamp(0.0, max)
+    } else {
+        fallback
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deserialises_humantime_and_keeps_defaults() {
+        let policy: RefreshPolicy =
+            serde_json::from_str(r#"{"min_interval": "250ms", "backoff": {"multiplier": 3}}"#)
+                .unwrap();
+        assert_eq!(policy.min_interval, Duration::from_millis(250));
+        assert_eq!(policy.backoff.multiplier, 3.0);
+        assert_eq!(policy.fetch_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let policy = RefreshPolicy::default();
+        let text = serde_json::to_string(&policy).unwrap();
+        assert!(text.contains(r#""min_margin":"30s""#), "{text}");
+        assert!(text.contains(r#""max":"5m""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<RefreshPolicy>(&text).unwrap(),
+            policy
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = serde_json::from_str::<RefreshPolicy>(r#"{"refresh_at": 1.5}"#).unwrap_err();
+        assert!(err.to_string().contains("1.5 is not a fraction"), "{err}");
+        let err = serde_json::from_str::<RefreshPolicy>(r#"{"min_margin": "soon"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid duration \"soon\""),
+            "{err}"
+        );
+        let err = serde_json::from_str::<RefreshPolicy>(r#"{"refresh_after": 0.5}"#).unwrap_err();
+        assert!(err.to_string().contains("refresh_after"), "{err}");
+        let err = serde_json::from_str::<RefreshPolicy>(r#"{"backoff": {"multiplier": 0.5}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+}

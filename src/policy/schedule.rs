@@ -1,0 +1,156 @@
+//! When to refresh a token: a pure function of the policy, the token's times and a jitter sample.
+
+use std::time::{Duration, SystemTime};
+
+use super::{RefreshPolicy, sane_fraction};
+
+/// How long after `issued_at` the token should be refreshed.
+///
+/// - at `refresh_at` of the lifetime, moved by `jitter` (a sample in `[-1, 1]`) times the
+///   policy's jitter share;
+/// - but no later than `min_margin` before expiry, the margin capped at half the lifetime;
+/// - and no later than the server's `refresh_in` hint;
+/// - yet never sooner than `min_interval` after the fetch that got it, so a server that hands
+///   out already-expiring tokens cannot cause a busy loop.
+///
+/// A token without an expiry is given `default_lifetime`.
+pub(crate) fn refresh_offset(
+    policy: &RefreshPolicy,
+    issued_at: SystemTime,
+    expires_at: Option<SystemTime>,
+    refresh_in: Option<Duration>,
+    jitter: f64,
+) -> Duration {
+    let lifetime = match expires_at {
+        Some(expires_at) => expires_at
+            .duration_since(issued_at)
+            .unwrap_or(Duration::ZERO),
+        None => policy.default_lifetime,
+    };
+    let spread = sane_fraction(policy.jitter, 0.5, 0.0) * jitter.clamp(-1.0, 1.0);
+    let share = (sane_fraction(policy.refresh_at, 1.0, 0.8) + spread).clamp(0.0, 1.0);
+    let mut offset = Duration::try_from_secs_f64(lifetime.as_secs_f64() * share)
+        .unwrap_or(lifetime)
+        .min(lifetime);
+    let margin = policy.min_margin.min(lifetime / 2);
+    offset = offset.min(lifetime - margin);
+    if let Some(hint) = refresh_in {
+        offset = offset.min(hint);
+    }
+    offset.max(policy.min_interval)
+}
+
+/// How long from `now` until a point `offset` after `issued_at` (zero if it has passed).
+pub(crate) fn delay_until(issued_at: SystemTime, offset: Duration, now: SystemTime) -> Duration {
+    match now.duration_since(issued_at) {
+        Ok(elapsed) => offset.saturating_sub(elapsed),
+        // The wall clock went back since the token was issued.
+        Err(back) => offset.saturating_add(back.duration()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn offset(policy: &RefreshPolicy, lifetime: Option<u64>, jitter: f64) -> Duration {
+        refresh_offset(policy, T0, lifetime.map(|s| T0 + secs(s)), None, jitter)
+    }
+
+    #[test]
+    fn one_hour_token_refreshes_at_eighty_percent() {
+        let policy = RefreshPolicy::default();
+        assert_eq!(offset(&policy, Some(3600), 0.0), secs(2880));
+        assert_eq!(offset(&policy, Some(3600), 1.0), secs(3060)); // +5 %
+        assert_eq!(offset(&policy, Some(3600), -1.0), secs(2700)); // -5 %
+    }
+
+    #[test]
+    fn margin_wins_over_share_for_short_tokens() {
+        let policy = RefreshPolicy::default();
+        // 2 min token: 80 % = 96 s, but it must be refreshed 30 s before expiry.
+        assert_eq!(offset(&policy, Some(120), 0.0), secs(90));
+        // 40 s token: margin capped at half the lifetime.
+        assert_eq!(offset(&policy, Some(40), 0.0), secs(20));
+    }
+
+    #[test]
+    fn no_expiry_uses_default_lifetime() {
+        let policy = RefreshPolicy::default();
+        assert_eq!(offset(&policy, None, 0.0), secs(2880));
+    }
+
+    #[test]
+    fn server_hint_brings_refresh_forward_only() {
+        let policy = RefreshPolicy::default();
+        let early = refresh_offset(&policy, T0, Some(T0 + secs(3600)), Some(secs(600)), 0.0);
+        assert_eq!(early, secs(600));
+        let late = refresh_offset(&policy, T0, Some(T0 + secs(3600)), Some(secs(7200)), 0.0);
+        assert_eq!(late, secs(2880));
+    }
+
+    #[test]
+    fn already_expired_or_tiny_tokens_respect_the_minimum_interval() {
+        let policy = RefreshPolicy::default();
+        assert_eq!(offset(&policy, Some(0), 0.0), secs(1));
+        let expired = refresh_offset(&policy, T0 + secs(10), Some(T0), None, 0.0);
+        assert_eq!(expired, secs(1));
+        let hinted = refresh_offset(&policy, T0, Some(T0 + secs(60)), Some(Duration::ZERO), 0.0);
+        assert_eq!(hinted, secs(1));
+    }
+
+    #[test]
+    fn nonsense_policy_values_do_not_panic() {
+        let mut policy = RefreshPolicy::default();
+        policy.refresh_at = f64::NAN;
+        policy.jitter = f64::INFINITY;
+        policy.default_lifetime = Duration::MAX;
+        let offset = offset(&policy, None, f64::NAN.clamp(-1.0, 1.0));
+        assert!(offset <= Duration::MAX);
+    }
+
+    #[test]
+    fn delay_is_measured_from_now() {
+        assert_eq!(delay_until(T0, secs(100), T0 + secs(30)), secs(70));
+        assert_eq!(delay_until(T0, secs(100), T0 + secs(300)), Duration::ZERO);
+        assert_eq!(delay_until(T0 + secs(5), secs(100), T0), secs(105));
+    }
+
+    proptest! {
+        #[test]
+        fn bounds_hold_for_any_lifetime_and_jitter(
+            lifetime_ms in 0u64..(30 * 24 * 3600 * 1000),
+            jitter in -1.0f64..=1.0,
+            hint_ms in proptest::option::of(0u64..(30 * 24 * 3600 * 1000)),
+        ) {
+            let policy = RefreshPolicy::default();
+            let lifetime = Duration::from_millis(lifetime_ms);
+            let hint = hint_ms.map(Duration::from_millis);
+            let offset = refresh_offset(&policy, T0, Some(T0 + lifetime), hint, jitter);
+
+            // The minimum interval always holds.
+            prop_assert!(offset >= policy.min_interval);
+            if lifetime >= 2 * policy.min_interval {
+                // Never past expiry, and never later than the (capped) margin before it.
+                let margin = policy.min_margin.min(lifetime / 2);
+                prop_assert!(offset <= lifetime - margin, "{offset:?} > {lifetime:?} - {margin:?}");
+                // Jitter stays within +/- 5 % of the lifetime around 80 %.
+                let latest = lifetime.mul_f64(0.85);
+                prop_assert!(offset <= latest);
+                if hint.is_none() && lifetime - margin >= lifetime.mul_f64(0.75) {
+                    prop_assert!(offset >= lifetime.mul_f64(0.75).saturating_sub(Duration::from_nanos(1)));
+                }
+            }
+            if let Some(hint) = hint {
+                prop_assert!(offset <= hint.max(policy.min_interval));
+            }
+        }
+    }
+}

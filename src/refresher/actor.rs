@@ -1,0 +1,499 @@
+//! The actor: one task per credential that owns all of its mutable state.
+//!
+//! The loop is glue: it waits on cancellation, commands, reader wake-ups, the in-flight fetch
+//! and one timer, and hands each to a method that updates the state and publishes it. When to
+//! refresh and how long to back off are decided by the pure functions in `crate::policy`.
+
+use std::future::pending;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::duration_format::Readable;
+use crate::policy::{backoff, schedule};
+use crate::{
+    Clock, Error, Event, FetchContext, FetchError, FetchFuture, FetchReason, RefreshPolicy, Token,
+    TokenSource, TokenState,
+};
+
+/// Timers further out than this are shortened (tokio's timer wheel has a limit near two years);
+/// the actor then simply re-checks, so nothing is lost.
+const LONGEST_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+pub(crate) type Reply = oneshot::Sender<Result<Token, Error>>;
+
+/// A request from a handle that needs an answer.
+pub(crate) enum Command {
+    /// Fetch now (or join the fetch under way) and answer with its result.
+    Refresh { reply: Reply },
+    /// A server rejected `token`: fetch if it is still the current one, else answer with the
+    /// current one.
+    Reject { token: Token, reply: Reply },
+}
+
+/// What the actor is given at spawn time.
+pub(crate) struct Setup {
+    pub(crate) name: Arc<str>,
+    pub(crate) source: Arc<dyn TokenSource>,
+    pub(crate) policy: RefreshPolicy,
+    pub(crate) clock: Clock,
+    pub(crate) initial: Option<Token>,
+    pub(crate) state: watch::Sender<TokenState>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) wake: mpsc::Receiver<()>,
+    pub(crate) cancel: CancellationToken,
+}
+
+struct InFlight {
+    future: FetchFuture<'static>,
+    reason: FetchReason,
+    started_at: SystemTime,
+}
+
+pub(crate) struct Actor {
+    setup: Setup,
+    /// The newest token, kept after it expires (a refresh-token grant needs it).
+    token: Option<Token>,
+    /// The token's expiry has been noticed and announced.
+    expired: bool,
+    /// When to check for the token's expiry, while it is valid.
+    expiry_check: Option<Instant>,
+    /// No token has been fetched yet and there was no valid initial one.
+    initial: bool,
+    last_error: Option<FetchError>,
+    /// Consecutive failed fetches.
+    failures: u32,
+    /// Why the next fetch happens, when something other than the schedule asked for it.
+    next_reason: Option<FetchReason>,
+    next_fetch: Option<Instant>,
+    last_fetch_started: Option<Instant>,
+    in_flight: Option<InFlight>,
+    /// Callers of `refresh()`/`reject()` waiting for the fetch under way (or about to start).
+    waiters: Vec<Reply>,
+}
+
+impl Actor {
+    pub(crate) fn new(mut setup: Setup) -> Actor {
+        let token = setup.initial.take();
+        Actor {
+            setup,
+            token,
+            expired: false,
+            expiry_check: None,
+            initial: true,
+            last_error: None,
+            failures: 0,
+            next_reason: None,
+            next_fetch: None,
+            last_fetch_started: None,
+            in_flight: None,
+            waiters: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.start();
+        loop {
+            let timer = self.next_timer();
+            tokio::select! {
+                biased;
+                () = self.setup.cancel.cancelled() => break,
+                command = self.setup.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break, // every handle is gone
+                },
+                woken = self.setup.wake.recv() => match woken {
+                    Some(()) => self.on_wake(),
+                    None => break,
+                },
+                result = fetch_result(&mut self.in_flight) => self.on_fetched(result),
+                () = sleep_until(timer) => self.on_timer(),
+            }
+        }
+        // `Drop` publishes `Stopped`, also when the task is aborted or the runtime shuts down.
+    }
+
+    fn start(&mut self) {
+        match self.token.clone() {
+            Some(token) if !token.is_expired_at(self.now()) => {
+                debug!("starting from the initial token");
+                self.initial = false;
+                self.adopt(&token);
+                self.publish();
+            }
+            Some(_) => {
+                // Kept as the previous token (its refresh token may still work).
+                self.expired = true;
+                self.request_fetch(FetchReason::Initial);
+            }
+            None => self.request_fetch(FetchReason::Initial),
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.setup.clock.now()
+    }
+
+    fn policy(&self) -> &RefreshPolicy {
+        &self.setup.policy
+    }
+
+    fn valid_token(&self) -> Option<&Token> {
+        self.token
+            .as_ref()
+            .filter(|token| !self.expired && !token.is_expired_at(self.now()))
+    }
+
+    fn scheduled_reason(&self) -> FetchReason {
+        if self.initial {
+            FetchReason::Initial
+        } else {
+            FetchReason::Scheduled
+        }
+    }
+
+    fn failed_permanently(&self) -> bool {
+        self.last_error
+            .as_ref()
+            .is_some_and(FetchError::is_permanent)
+    }
+
+    // ----- events from the loop -----
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Refresh { reply } => {
+                self.waiters.push(reply);
+                self.request_fetch(FetchReason::Forced);
+            }
+            Command::Reject { token, reply } => {
+                if let Some(current) = self.valid_token()
+                    && !current.same_secret(&token)
+                {
+                    // Already rotated since that token was handed out.
+                    let _ = reply.send(Ok(current.clone()));
+                    return;
+                }
+                self.waiters.push(reply);
+                self.request_fetch(FetchReason::Rejected);
+            }
+        }
+    }
+
+    /// A reader found no valid token: try again now rather than sleep out the backoff (the
+    /// minimum interval still holds). After a permanent failure only `refresh`/`reject` re-arm.
+    fn on_wake(&mut self) {
+        self.notice_expiry();
+        if self.in_flight.is_some() || self.valid_token().is_some() || self.failed_permanently() {
+            return;
+        }
+        let reason = self.next_reason.unwrap_or(self.scheduled_reason());
+        self.request_fetch(reason);
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.expiry_check.is_some_and(|at| at <= now) {
+            self.expiry_check = None;
+            self.notice_expiry();
+            if !self.expired {
+                // The monotonic timer ran ahead of the wall clock: check again when due.
+                self.schedule_expiry_check();
+            }
+        }
+        if self.in_flight.is_none() && self.next_fetch.is_some_and(|at| at <= now) {
+            self.start_fetch();
+        }
+    }
+
+    fn on_fetched(&mut self, result: Result<Token, FetchError>) {
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        let name = &self.setup.name;
+        let result = result.and_then(|token| {
+            if let Some(defect) = token.defect() {
+                return Err(FetchError::transient(format!(
+                    "the token source of `{name}` returned an unusable token: {defect}"
+                )));
+            }
+            let token = token.anchored_at(flight.started_at);
+            if token.is_expired_at(self.setup.clock.now()) {
+                return Err(FetchError::transient(format!(
+                    "the token source of `{name}` returned a token that had already expired"
+                )));
+            }
+            Ok(token)
+        });
+        match result {
+            Ok(token) => self.on_success(token, flight.reason),
+            Err(error) => self.on_failure(error, flight.reason),
+        }
+    }
+
+    // ----- state changes -----
+
+    /// Fetch as soon as the minimum interval since the last fetch allows. A fetch under way
+    /// already serves whoever asked (callers are in `waiters`).
+    fn request_fetch(&mut self, reason: FetchReason) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        self.next_reason = Some(reason);
+        let now = Instant::now();
+        let earliest = self
+            .last_fetch_started
+            .map_or(now, |last| (last + self.policy().min_interval).max(now));
+        if earliest <= now {
+            self.start_fetch();
+        } else {
+            self.next_fetch = Some(self.next_fetch.map_or(earliest, |at| at.min(earliest)));
+        }
+    }
+
+    fn start_fetch(&mut self) {
+        let reason = self.next_reason.take().unwrap_or(self.scheduled_reason());
+        let attempt = self.failures + 1;
+        let started_at = self.now();
+        let context = FetchContext::for_attempt(reason, self.token.clone(), attempt, started_at);
+        debug!(%reason, attempt, "fetching a token");
+        self.last_fetch_started = Some(Instant::now());
+        self.next_fetch = None;
+        self.in_flight = Some(InFlight {
+            future: guarded_fetch(
+                self.setup.source.clone(),
+                context,
+                self.policy().fetch_timeout,
+                self.setup.name.clone(),
+            ),
+            reason,
+            started_at,
+        });
+        self.publish();
+    }
+
+    /// Makes `token` the current one and schedules its refresh and expiry check.
+    fn adopt(&mut self, token: &Token) {
+        let now = self.now();
+        let offset = schedule::refresh_offset(
+            self.policy(),
+            token.issued_at(),
+            token.expiry(),
+            token.refresh_in(),
+            fastrand::f64() * 2.0 - 1.0,
+        );
+        let delay = schedule::delay_until(token.issued_at(), offset, now);
+        self.token = Some(token.clone());
+        self.expired = false;
+        self.next_fetch = Some(deadline_in(delay));
+        self.schedule_expiry_check();
+        debug!(
+            next_refresh_in = %Readable(delay),
+            expires_in = %token.time_left(now).map_or("never".into(), |left| Readable(left).to_string()),
+            "refresh scheduled"
+        );
+    }
+
+    fn schedule_expiry_check(&mut self) {
+        let now = self.now();
+        self.expiry_check = self
+            .token
+            .as_ref()
+            .and_then(|token| token.time_left(now))
+            .map(deadline_in);
+    }
+
+    fn on_success(&mut self, token: Token, reason: FetchReason) {
+        let failed_attempts = self.failures;
+        let recovered = failed_attempts > 0 || (self.expired && !self.initial);
+        self.failures = 0;
+        self.last_error = None;
+        self.next_reason = None;
+        self.initial = false;
+        self.adopt(&token);
+        self.publish();
+
+        if recovered {
+            info!(failed_attempts, "recovered");
+            self.emit(Event::Recovered { failed_attempts });
+        }
+        let now = self.now();
+        info!(
+            %reason,
+            expires_in = %token.time_left(now).map_or("never".into(), |left| Readable(left).to_string()),
+            "token rotated"
+        );
+        self.emit(Event::Rotated {
+            token: token.clone(),
+            reason,
+        });
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Ok(token.clone()));
+        }
+    }
+
+    fn on_failure(&mut self, error: FetchError, reason: FetchReason) {
+        self.failures = self.failures.saturating_add(1);
+        let attempt = self.failures;
+        self.next_reason = Some(reason);
+        let now = self.now();
+        let time_left = self.valid_token().and_then(|token| token.time_left(now));
+        let retry_in = error.is_transient().then(|| {
+            backoff::retry_delay(
+                self.policy(),
+                attempt,
+                error.retry_after(),
+                time_left,
+                fastrand::f64(),
+            )
+        });
+        self.next_fetch = retry_in.map(deadline_in);
+        self.last_error = Some(error.clone());
+        self.publish();
+
+        match retry_in {
+            Some(delay) => {
+                warn!(%error, attempt, retry_in = %Readable(delay), "fetching a token failed")
+            }
+            None => {
+                warn!(%error, attempt, "fetching a token failed permanently; not retrying until refresh() or reject()")
+            }
+        }
+        self.emit(Event::RefreshFailed {
+            error: error.clone(),
+            attempt,
+            retry_in,
+        });
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Err(Error::Fetch(error.clone())));
+        }
+    }
+
+    /// Announces the token's expiry if the wall clock says it has passed.
+    fn notice_expiry(&mut self) {
+        let now = self.now();
+        if self.expired || !self.token.as_ref().is_some_and(|t| t.is_expired_at(now)) {
+            return;
+        }
+        self.expired = true;
+        self.expiry_check = None;
+        self.publish();
+        warn!(last_error = ?self.last_error.as_ref().map(ToString::to_string), "the token expired before a new one was obtained");
+        self.emit(Event::Expired {
+            last_error: self.last_error.clone(),
+        });
+        if self.failures == 0 && !self.failed_permanently() {
+            // No failure explains it (the machine slept, or the token outlived its schedule
+            // by less than the minimum interval): fetch now.
+            let reason = self.scheduled_reason();
+            self.request_fetch(reason);
+        }
+    }
+
+    // ----- publishing -----
+
+    /// The state, derived from the actor's fields so the two can never disagree.
+    fn state(&self) -> TokenState {
+        match (&self.token, self.expired) {
+            (Some(token), false) => match &self.last_error {
+                Some(error) => TokenState::Stale {
+                    token: token.clone(),
+                    last_error: error.clone(),
+                },
+                None if self.in_flight.is_some() => TokenState::Refreshing(token.clone()),
+                None => TokenState::Fresh(token.clone()),
+            },
+            (token, _) => match &self.last_error {
+                Some(error) if error.is_permanent() => TokenState::Failed(error.clone()),
+                last_error if token.is_some() => TokenState::Expired {
+                    last_error: last_error.clone(),
+                },
+                last_error => TokenState::Pending {
+                    last_error: last_error.clone(),
+                },
+            },
+        }
+    }
+
+    fn publish(&self) {
+        let next = self.state();
+        self.setup.state.send_if_modified(|current| {
+            if current.same_as(&next) {
+                false
+            } else {
+                *current = next;
+                true
+            }
+        });
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscribers is fine; a lagging one loses old events, never slows us.
+        let _ = self.setup.events.send(event);
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let fetch = self.next_fetch.filter(|_| self.in_flight.is_none());
+        match (fetch, self.expiry_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        self.setup.state.send_replace(TokenState::Stopped);
+        let _ = self.setup.events.send(Event::Stopped);
+        info!("refresher stopped");
+        // `waiters` drop next: their callers get `Error::Stopped`.
+    }
+}
+
+/// Runs the source's fetch with the policy's bound, turning a hang or a panic into a transient
+/// error. The panic's message is not kept: it might hold a secret.
+fn guarded_fetch(
+    source: Arc<dyn TokenSource>,
+    context: FetchContext,
+    timeout: Duration,
+    name: Arc<str>,
+) -> FetchFuture<'static> {
+    Box::pin(async move {
+        let fetch = AssertUnwindSafe(async { source.fetch(context).await }).catch_unwind();
+        match tokio::time::timeout(timeout, fetch).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_panic)) => Err(FetchError::transient(format!(
+                "the token source of `{name}` panicked"
+            ))),
+            Err(_elapsed) => Err(FetchError::transient(format!(
+                "fetching a token for `{name}` timed out after {}",
+                Readable(timeout)
+            ))),
+        }
+    })
+}
+
+async fn fetch_result(in_flight: &mut Option<InFlight>) -> Result<Token, FetchError> {
+    match in_flight {
+        Some(flight) => (&mut flight.future).await,
+        None => pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+fn deadline_in(delay: Duration) -> Instant {
+    Instant::now() + delay.min(LONGEST_TIMER)
+}

@@ -1,0 +1,141 @@
+//! [`Refresher`] and [`RefresherBuilder`]: configuring and spawning a credential's actor.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::actor::{Actor, Setup};
+use crate::{Clock, RefreshPolicy, Token, TokenHandle, TokenSource, TokenState};
+
+/// Spawns refreshers. See [`Refresher::builder`].
+#[derive(Debug)]
+pub struct Refresher {
+    _private: (),
+}
+
+impl Refresher {
+    /// Starts configuring a refresher that gets its tokens from `source`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenwarden::{FetchError, Refresher, RefreshPolicy, Token};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let shutdown = CancellationToken::new();
+    /// let handle = Refresher::builder(tokenwarden::from_fn(|_ctx| async {
+    ///     Ok::<_, FetchError>(Token::new("abc").expires_in(Duration::from_secs(900)))
+    /// }))
+    /// .name("billing-api")
+    /// .policy(RefreshPolicy::default())
+    /// .cancellation_token(shutdown.clone())
+    /// .spawn();
+    /// # drop(handle);
+    /// # }
+    /// ```
+    pub fn builder(source: impl TokenSource) -> RefresherBuilder {
+        RefresherBuilder {
+            source: Arc::new(source),
+            name: Arc::from("credential"),
+            policy: RefreshPolicy::default(),
+            cancel: None,
+            initial: None,
+            clock: Clock::system(),
+            event_capacity: 64,
+        }
+    }
+}
+
+/// Configures a refresher; [`spawn`](RefresherBuilder::spawn) starts it.
+#[must_use = "a builder does nothing until spawned"]
+pub struct RefresherBuilder {
+    source: Arc<dyn TokenSource>,
+    name: Arc<str>,
+    policy: RefreshPolicy,
+    cancel: Option<CancellationToken>,
+    initial: Option<Token>,
+    clock: Clock,
+    event_capacity: usize,
+}
+
+impl RefresherBuilder {
+    /// Names the credential in tracing spans, logs and error messages. Default: `credential`.
+    pub fn name(mut self, name: impl Into<String>) -> RefresherBuilder {
+        self.name = Arc::from(name.into());
+        self
+    }
+
+    /// When to refresh and how to retry. Default: [`RefreshPolicy::default`].
+    pub fn policy(mut self, policy: RefreshPolicy) -> RefresherBuilder {
+        self.policy = policy;
+        self
+    }
+
+    /// Stops the refresher when `token` is cancelled (a service's shutdown signal). The
+    /// refresher watches a child of it, so [`TokenHandle::shutdown`] stops only this one.
+    pub fn cancellation_token(mut self, token: CancellationToken) -> RefresherBuilder {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Starts from this token (one persisted by an earlier run) if it is still valid, so a
+    /// restart costs no fetch. An expired one is handed to the first fetch as the previous
+    /// token (its refresh token may still work).
+    pub fn initial_token(mut self, token: Token) -> RefresherBuilder {
+        self.initial = Some(token);
+        self
+    }
+
+    /// The wall clock used for expiry. Default: [`Clock::system`]; tests on paused tokio time
+    /// use [`Clock::tokio`].
+    pub fn clock(mut self, clock: Clock) -> RefresherBuilder {
+        self.clock = clock;
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it starts missing them. Default 64.
+    pub fn event_capacity(mut self, capacity: usize) -> RefresherBuilder {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Spawns the refresher's task on the current tokio runtime and returns a handle to it.
+    /// The first fetch starts at once (unless a valid initial token was given).
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime, like `tokio::spawn`.
+    pub fn spawn(self) -> TokenHandle {
+        let (state_tx, state_rx) = watch::channel(TokenState::Pending { last_error: None });
+        let (events, _) = broadcast::channel(self.event_capacity);
+        // Commands carry replies and may wait for room; wake-ups are idempotent, so one slot
+        // is enough and a full slot means one is already queued.
+        let (command_tx, command_rx) = mpsc::channel(32);
+        let (wake_tx, wake_rx) = mpsc::channel(1);
+        let cancel = self
+            .cancel
+            .map_or_else(CancellationToken::new, |parent| parent.child_token());
+
+        let span = tracing::info_span!("tokenwarden", credential = %self.name);
+        let actor = Actor::new(Setup {
+            name: self.name.clone(),
+            source: self.source,
+            policy: self.policy,
+            clock: self.clock.clone(),
+            initial: self.initial,
+            state: state_tx,
+            events: events.clone(),
+            commands: command_rx,
+            wake: wake_rx,
+            cancel: cancel.clone(),
+        });
+        tokio::spawn(actor.run().instrument(span));
+
+        TokenHandle::new(
+            self.name, self.clock, state_rx, command_tx, wake_tx, events, cancel,
+        )
+    }
+}

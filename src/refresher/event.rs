@@ -1,0 +1,44 @@
+//! [`Event`]: what subscribers of a credential are told.
+
+use std::time::Duration;
+
+use crate::{FetchError, FetchReason, Token};
+
+/// Something that happened to a credential, sent to every
+/// [`subscribe`](crate::TokenHandle::subscribe)r.
+///
+/// After a run of failures, a successful fetch sends [`Recovered`](Event::Recovered) and then
+/// [`Rotated`](Event::Rotated).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new token was obtained and published.
+    Rotated {
+        /// The new token.
+        token: Token,
+        /// Why it was fetched.
+        reason: FetchReason,
+    },
+    /// A fetch failed.
+    RefreshFailed {
+        /// Why.
+        error: FetchError,
+        /// How many fetches in a row have failed, this one included.
+        attempt: u32,
+        /// When the next try is due; `None` after a permanent failure (no retry until
+        /// `refresh()` or `reject()`).
+        retry_in: Option<Duration>,
+    },
+    /// The token expired before a new one could be obtained.
+    Expired {
+        /// Why the last try failed, if one has.
+        last_error: Option<FetchError>,
+    },
+    /// A fetch succeeded after failures (or after the token had expired).
+    Recovered {
+        /// How many fetches in a row had failed.
+        failed_attempts: u32,
+    },
+    /// The refresher stopped; no further events follow.
+    Stopped,
+}

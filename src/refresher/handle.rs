@@ -1,0 +1,200 @@
+//! [`TokenHandle`]: the cheap, cloneable way to read and steer one credential.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::actor::Command;
+use crate::{Clock, Error, Event, Token, TokenState};
+
+/// A handle to one credential's refresher. Cheap to clone; `Send + Sync`.
+///
+/// Reading ([`current`](TokenHandle::current)) never awaits and never touches the network:
+/// the token is published by the refresher's task on a watch channel. The refresher runs as
+/// long as a handle exists and it has not been shut down.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::{FetchError, Refresher, Token};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tokenwarden::Error> {
+/// let handle = Refresher::builder(tokenwarden::from_fn(|_ctx| async {
+///     Ok::<_, FetchError>(Token::new("abc").expires_in(Duration::from_secs(300)))
+/// }))
+/// .name("example-api")
+/// .spawn();
+///
+/// handle.ready().await?; // wait for the first token once, at startup
+/// let token = handle.current()?; // then read it anywhere, even from sync code
+/// assert_eq!(token.expose_secret(), "abc");
+///
+/// handle.shutdown();
+/// handle.stopped().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TokenHandle {
+    name: Arc<str>,
+    clock: Clock,
+    state: watch::Receiver<TokenState>,
+    commands: mpsc::Sender<Command>,
+    wake: mpsc::Sender<()>,
+    events: broadcast::Sender<Event>,
+    cancel: CancellationToken,
+}
+
+impl TokenHandle {
+    pub(crate) fn new(
+        name: Arc<str>,
+        clock: Clock,
+        state: watch::Receiver<TokenState>,
+        commands: mpsc::Sender<Command>,
+        wake: mpsc::Sender<()>,
+        events: broadcast::Sender<Event>,
+        cancel: CancellationToken,
+    ) -> TokenHandle {
+        TokenHandle {
+            name,
+            clock,
+            state,
+            commands,
+            wake,
+            events,
+            cancel,
+        }
+    }
+
+    /// The credential's name, as given to the builder.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current token if it is valid now by the wall clock, else why there is none.
+    ///
+    /// Synchronous and cheap (a read lock, a clock read, a reference-count increment), so it
+    /// can be called on every request and from sync code. It never returns a token whose
+    /// expiry has passed: a process that slept through expiry gets [`Error::Expired`], and the
+    /// refresher is woken to fetch at once. While there is no token (after an outage, or
+    /// before the first), each call nudges the refresher to retry without waiting out its
+    /// backoff, at most once per [`min_interval`](crate::RefreshPolicy::min_interval).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pending`] before the first token, [`Error::Expired`] after expiry,
+    /// [`Error::Failed`] after a permanent failure, [`Error::Stopped`] after shutdown.
+    pub fn current(&self) -> Result<Token, Error> {
+        let result = self.state.borrow().read(self.clock.now());
+        if let Err(Error::Pending { .. } | Error::Expired { .. }) = result {
+            // Full means a wake-up is already queued.
+            let _ = self.wake.try_send(());
+        }
+        result
+    }
+
+    /// Waits until there is a valid token and returns it, or returns the error that ends the
+    /// wait: [`Error::Failed`] (permanent failure) or [`Error::Stopped`].
+    ///
+    /// Transient failures do not end the wait; bound it with `tokio::time::timeout` if needed.
+    pub async fn ready(&self) -> Result<Token, Error> {
+        let mut state = self.state.clone();
+        loop {
+            state.borrow_and_update();
+            match self.current() {
+                Err(Error::Pending { .. } | Error::Expired { .. }) => {}
+                result => return result,
+            }
+            if state.changed().await.is_err() {
+                return self.current();
+            }
+        }
+    }
+
+    /// A snapshot of the credential's state.
+    pub fn state(&self) -> TokenState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of every state change, for code that reacts to changes rather than polling.
+    pub fn watch(&self) -> watch::Receiver<TokenState> {
+        self.state.clone()
+    }
+
+    /// A receiver of [`Event`]s from now on. A subscriber that falls more than the builder's
+    /// [`event_capacity`](crate::RefresherBuilder::event_capacity) behind is told how many it
+    /// missed (`RecvError::Lagged`); it never slows the refresher.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Fetches a new token now and returns it.
+    ///
+    /// Concurrent calls, and calls made while a scheduled refresh is under way, share one fetch.
+    /// Fetches are still at least [`min_interval`](crate::RefreshPolicy::min_interval) apart.
+    /// Re-arms a refresher that failed permanently.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Fetch`] if that fetch failed (a still-valid token keeps being served by
+    /// [`current`](TokenHandle::current)), [`Error::Stopped`] if the refresher stopped.
+    pub async fn refresh(&self) -> Result<Token, Error> {
+        self.ask(|reply| Command::Refresh { reply }).await
+    }
+
+    /// Tells the refresher that a server rejected `token` (e.g. answered 401) and returns a
+    /// token to retry with.
+    ///
+    /// If `token` is still the current one, a new one is fetched (concurrent rejects of the
+    /// same token share one fetch). If the token has rotated since, the newer one is returned
+    /// without a fetch.
+    ///
+    /// # Errors
+    ///
+    /// As for [`refresh`](TokenHandle::refresh).
+    pub async fn reject(&self, token: &Token) -> Result<Token, Error> {
+        let token = token.clone();
+        self.ask(|reply| Command::Reject { token, reply }).await
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<Token, Error>>) -> Command,
+    ) -> Result<Token, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        answer.await.unwrap_or(Err(Error::Stopped))
+    }
+
+    /// Stops the refresher, also in the middle of a fetch. Other handles see
+    /// [`TokenState::Stopped`] and [`Error::Stopped`]. Returns at once; see
+    /// [`stopped`](TokenHandle::stopped).
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits until the refresher has stopped (after [`shutdown`](TokenHandle::shutdown), the
+    /// builder's cancellation token, or runtime shutdown).
+    pub async fn stopped(&self) {
+        let mut state = self.state.clone();
+        let _ = state
+            .wait_for(|state| matches!(state, TokenState::Stopped))
+            .await;
+    }
+}
+
+impl fmt::Debug for TokenHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenHandle")
+            .field("name", &self.name)
+            .field("state", &*self.state.borrow())
+            .finish()
+    }
+}

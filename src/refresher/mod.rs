@@ -1,0 +1,13 @@
+//! The refresher: an actor per credential ([`actor`]), the handle that talks to it, its
+//! builder, and the state and events it publishes.
+
+mod actor;
+mod builder;
+mod event;
+mod handle;
+mod state;
+
+pub use builder::{Refresher, RefresherBuilder};
+pub use event::Event;
+pub use handle::TokenHandle;
+pub use state::TokenState;

@@ -1,0 +1,172 @@
+//! [`TokenState`]: what a credential's watch channel carries, and the rule for reading it.
+
+use std::time::SystemTime;
+
+use crate::{Error, FetchError, Token};
+
+/// The state of one credential, as published on [`TokenHandle::watch`](crate::TokenHandle::watch).
+///
+/// ```text
+///            fetch ok                  refresh due             fetch ok
+///  Pending ───────────▶ Fresh ──────────────────────▶ Refreshing ────────▶ Fresh
+///   │  ▲ transient        ▲                                 │ fetch failed
+///   │  └─ (retry)         │ fetch ok                        ▼
+///   │                     ├────────────────────────────── Stale ── token expires ──▶ Expired
+///   │                     │                      (retries with backoff)               │
+///   │                     └──────────────────────────────────────────── fetch ok ◀────┘
+///   └── permanent failure ──▶ Failed ── refresh()/reject() ──▶ (fetch again)
+///
+///  any state ── shutdown / cancel / every handle dropped ──▶ Stopped
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TokenState {
+    /// No token yet: the first fetch is under way or being retried.
+    Pending {
+        /// Why the last try failed, if one has.
+        last_error: Option<FetchError>,
+    },
+    /// A valid token; no refresh under way.
+    Fresh(Token),
+    /// A valid token, and a refresh is under way.
+    Refreshing(Token),
+    /// A refresh failed; the token is still valid and still served. Transient failures are
+    /// retried with backoff; after a permanent one the token is served until it expires.
+    Stale {
+        /// The still-valid token.
+        token: Token,
+        /// Why the last refresh failed.
+        last_error: FetchError,
+    },
+    /// The token expired before a new one could be obtained; retries continue.
+    Expired {
+        /// Why the last try failed, if one has.
+        last_error: Option<FetchError>,
+    },
+    /// Fetching failed permanently and there is no valid token. `refresh()` or `reject()`
+    /// tries again.
+    Failed(FetchError),
+    /// The refresher has stopped.
+    Stopped,
+}
+
+impl TokenState {
+    /// The token held in this state, if any. It may have expired by the wall clock since it was
+    /// published: use [`TokenHandle::current`](crate::TokenHandle::current) to get a valid one.
+    pub fn token(&self) -> Option<&Token> {
+        match self {
+            TokenState::Fresh(token)
+            | TokenState::Refreshing(token)
+            | TokenState::Stale { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+
+    /// The token if it is still valid at `now`, else why there is none.
+    pub(crate) fn read(&self, now: SystemTime) -> Result<Token, Error> {
+        match self {
+            TokenState::Fresh(token) | TokenState::Refreshing(token)
+                if !token.is_expired_at(now) =>
+            {
+                Ok(token.clone())
+            }
+            TokenState::Stale { token, .. } if !token.is_expired_at(now) => Ok(token.clone()),
+            // Published as valid, but the wall clock says otherwise (e.g. the machine slept).
+            TokenState::Fresh(_) | TokenState::Refreshing(_) => {
+                Err(Error::Expired { last_error: None })
+            }
+            TokenState::Stale { last_error, .. } => Err(Error::Expired {
+                last_error: Some(last_error.clone()),
+            }),
+            TokenState::Pending { last_error } => Err(Error::Pending {
+                last_error: last_error.clone(),
+            }),
+            TokenState::Expired { last_error } => Err(Error::Expired {
+                last_error: last_error.clone(),
+            }),
+            TokenState::Failed(error) => Err(Error::Failed(error.clone())),
+            TokenState::Stopped => Err(Error::Stopped),
+        }
+    }
+
+    /// Same variant, same token and same error: publishing it again would tell watchers nothing.
+    pub(crate) fn same_as(&self, other: &TokenState) -> bool {
+        fn same_error(a: &Option<FetchError>, b: &Option<FetchError>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => a.ptr_eq(b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        use TokenState::*;
+        match (self, other) {
+            (Pending { last_error: a }, Pending { last_error: b })
+            | (Expired { last_error: a }, Expired { last_error: b }) => same_error(a, b),
+            (Fresh(a), Fresh(b)) | (Refreshing(a), Refreshing(b)) => a.ptr_eq(b),
+            (
+                Stale {
+                    token: a,
+                    last_error: e,
+                },
+                Stale {
+                    token: b,
+                    last_error: f,
+                },
+            ) => a.ptr_eq(b) && e.ptr_eq(f),
+            (Failed(a), Failed(b)) => a.ptr_eq(b),
+            (Stopped, Stopped) => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const NOW: SystemTime = SystemTime::UNIX_EPOCH;
+
+    #[test]
+    fn valid_tokens_are_read_and_expired_ones_are_not() {
+        let valid = Token::new("t").expires_at(NOW + Duration::from_secs(1));
+        let expired = Token::new("t").expires_at(NOW);
+        assert!(TokenState::Fresh(valid.clone()).read(NOW).is_ok());
+        assert!(TokenState::Refreshing(valid.clone()).read(NOW).is_ok());
+        assert!(matches!(
+            TokenState::Fresh(expired.clone()).read(NOW),
+            Err(Error::Expired { last_error: None })
+        ));
+        let error = FetchError::transient("down");
+        let stale = TokenState::Stale {
+            token: expired,
+            last_error: error.clone(),
+        };
+        assert!(
+            matches!(stale.read(NOW), Err(Error::Expired { last_error: Some(e) }) if e.ptr_eq(&error))
+        );
+    }
+
+    #[test]
+    fn tokenless_states_say_why() {
+        let error = FetchError::permanent("revoked");
+        assert!(matches!(
+            TokenState::Failed(error).read(NOW),
+            Err(Error::Failed(_))
+        ));
+        assert!(matches!(TokenState::Stopped.read(NOW), Err(Error::Stopped)));
+        assert!(matches!(
+            TokenState::Pending { last_error: None }.read(NOW),
+            Err(Error::Pending { .. })
+        ));
+    }
+
+    #[test]
+    fn sameness_is_identity_not_equality() {
+        let a = Token::new("same");
+        let b = Token::new("same");
+        assert!(TokenState::Fresh(a.clone()).same_as(&TokenState::Fresh(a.clone())));
+        assert!(!TokenState::Fresh(a.clone()).same_as(&TokenState::Fresh(b)));
+        assert!(!TokenState::Fresh(a.clone()).same_as(&TokenState::Refreshing(a)));
+    }
+}

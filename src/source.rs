@@ -1,0 +1,185 @@
+//! [`TokenSource`]: the one trait a credential flow implements, and [`from_fn`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::{FetchError, Token};
+
+/// The future a [`TokenSource`] returns.
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Token, FetchError>> + Send + 'a>>;
+
+/// Something that can obtain a fresh token: an HTTP token endpoint, a file, a closure.
+///
+/// The refresher calls [`fetch`](TokenSource::fetch) one at a time, wraps every call in a
+/// timeout, and treats a panic as a transient failure, so an implementation only has to get a
+/// token or say why it could not. It is object safe: `Arc<dyn TokenSource>` is a source too.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::{FetchContext, FetchError, FetchFuture, Token, TokenSource};
+///
+/// struct Fixed;
+///
+/// impl TokenSource for Fixed {
+///     fn fetch(&self, _ctx: FetchContext) -> FetchFuture<'_> {
+///         Box::pin(async { Ok(Token::new("abc").expires_in(Duration::from_secs(300))) })
+///     }
+/// }
+/// ```
+///
+/// For a closure, [`from_fn`] is shorter.
+pub trait TokenSource: Send + Sync + 'static {
+    /// Obtains a new token.
+    ///
+    /// Errors say whether retrying can help (see [`FetchError`]); their messages must never
+    /// contain a secret.
+    fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_>;
+}
+
+impl<S: TokenSource + ?Sized> TokenSource for Arc<S> {
+    fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
+        (**self).fetch(ctx)
+    }
+}
+
+impl<S: TokenSource + ?Sized> TokenSource for Box<S> {
+    fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
+        (**self).fetch(ctx)
+    }
+}
+
+/// Why a fetch happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FetchReason {
+    /// There has never been a token (or the initial one had expired).
+    Initial,
+    /// The current token is due for renewal, or expired after failed refreshes.
+    Scheduled,
+    /// A caller asked with [`TokenHandle::refresh`](crate::TokenHandle::refresh).
+    Forced,
+    /// A server rejected the current token ([`TokenHandle::reject`](crate::TokenHandle::reject)).
+    Rejected,
+}
+
+impl fmt::Display for FetchReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FetchReason::Initial => "initial",
+            FetchReason::Scheduled => "scheduled",
+            FetchReason::Forced => "forced",
+            FetchReason::Rejected => "rejected",
+        })
+    }
+}
+
+/// What a [`TokenSource`] knows about the fetch it is asked for.
+#[derive(Clone, Debug)]
+pub struct FetchContext {
+    reason: FetchReason,
+    previous: Option<Token>,
+    attempt: u32,
+    started_at: SystemTime,
+}
+
+impl FetchContext {
+    /// A context for a first attempt with no previous token, starting now. For calling a
+    /// source directly, e.g. in its tests.
+    pub fn new(reason: FetchReason) -> FetchContext {
+        FetchContext {
+            reason,
+            previous: None,
+            attempt: 1,
+            started_at: SystemTime::now(),
+        }
+    }
+
+    pub(crate) fn for_attempt(
+        reason: FetchReason,
+        previous: Option<Token>,
+        attempt: u32,
+        started_at: SystemTime,
+    ) -> FetchContext {
+        FetchContext {
+            reason,
+            previous,
+            attempt,
+            started_at,
+        }
+    }
+
+    /// Sets the previous token (builder style, for tests of sources).
+    pub fn with_previous(mut self, previous: Token) -> FetchContext {
+        self.previous = Some(previous);
+        self
+    }
+
+    /// Why this fetch happens. Retries keep the reason of the first attempt.
+    pub fn reason(&self) -> FetchReason {
+        self.reason
+    }
+
+    /// The most recent token, even if it has expired (a refresh-token grant needs its refresh
+    /// token); `None` before the first success.
+    pub fn previous(&self) -> Option<&Token> {
+        self.previous.as_ref()
+    }
+
+    /// 1 for a first try, 2 for the first retry after a failure, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// When the refresher started this fetch, by its [`Clock`](crate::Clock). Relative
+    /// lifetimes are measured from here.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+}
+
+/// Turns an async closure into a [`TokenSource`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::{FetchError, Token};
+///
+/// let source = tokenwarden::from_fn(|ctx| async move {
+///     let _why = ctx.reason();
+///     Ok::<_, FetchError>(Token::new("abc").expires_in(Duration::from_secs(60)))
+/// });
+/// # let _ = tokenwarden::Refresher::builder(source);
+/// ```
+pub fn from_fn<F, Fut>(fetch: F) -> FnSource<F>
+where
+    F: Fn(FetchContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Token, FetchError>> + Send + 'static,
+{
+    FnSource { fetch }
+}
+
+/// A [`TokenSource`] made from a closure by [`from_fn`].
+#[derive(Clone)]
+pub struct FnSource<F> {
+    fetch: F,
+}
+
+impl<F, Fut> TokenSource for FnSource<F>
+where
+    F: Fn(FetchContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Token, FetchError>> + Send + 'static,
+{
+    fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
+        Box::pin((self.fetch)(ctx))
+    }
+}
+
+impl<F> fmt::Debug for FnSource<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnSource")
+    }
+}
