@@ -74,6 +74,8 @@ pub(crate) struct Actor {
     next_reason: Option<FetchReason>,
     next_fetch: Option<Instant>,
     last_fetch_started: Option<Instant>,
+    /// A server asked us not to try before this (`retry_after`); binds every trigger.
+    not_before: Option<Instant>,
     in_flight: Option<InFlight>,
     /// Callers of `refresh()`/`reject()` waiting for the fetch under way (or about to start).
     waiters: Vec<Reply>,
@@ -93,6 +95,7 @@ impl Actor {
             next_reason: None,
             next_fetch: None,
             last_fetch_started: None,
+            not_before: None,
             in_flight: None,
             waiters: Vec::new(),
         }
@@ -250,7 +253,10 @@ impl Actor {
         let now = Instant::now();
         let earliest = self
             .last_fetch_started
-            .map_or(now, |last| (last + self.policy().min_interval).max(now));
+            .map(|last| last + self.policy().min_interval)
+            .into_iter()
+            .chain(self.not_before)
+            .fold(now, Instant::max);
         if earliest <= now {
             self.start_fetch();
         } else {
@@ -316,6 +322,7 @@ impl Actor {
         self.failures = 0;
         self.last_error = None;
         self.next_reason = None;
+        self.not_before = None;
         self.initial = false;
         self.adopt(&token);
         self.publish();
@@ -355,6 +362,7 @@ impl Actor {
             )
         });
         self.next_fetch = retry_in.map(deadline_in);
+        self.not_before = error.retry_after().map(deadline_in);
         self.last_error = Some(error.clone());
         self.publish();
 
