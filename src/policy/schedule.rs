@@ -108,10 +108,12 @@ mod tests {
 
     #[test]
     fn nonsense_policy_values_do_not_panic() {
-        let mut policy = RefreshPolicy::default();
-        policy.refresh_at = f64::NAN;
-        policy.jitter = f64::INFINITY;
-        policy.default_lifetime = Duration::MAX;
+        let policy = RefreshPolicy {
+            refresh_at: f64::NAN,
+            jitter: f64::INFINITY,
+            default_lifetime: Duration::MAX,
+            ..RefreshPolicy::default()
+        };
         let offset = offset(&policy, None, f64::NAN.clamp(-1.0, 1.0));
         assert!(offset <= Duration::MAX);
     }

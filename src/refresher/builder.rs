@@ -1,5 +1,6 @@
 //! [`Refresher`] and [`RefresherBuilder`]: configuring and spawning a credential's actor.
 
+use std::fmt;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -59,6 +60,19 @@ pub struct RefresherBuilder {
     initial: Option<Token>,
     clock: Clock,
     event_capacity: usize,
+}
+
+impl fmt::Debug for RefresherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefresherBuilder")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .field("cancellation_token", &self.cancel.is_some())
+            .field("initial_token", &self.initial)
+            .field("clock", &self.clock)
+            .field("event_capacity", &self.event_capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RefresherBuilder {

@@ -1,0 +1,197 @@
+//! Secrets never appear in logs, `Debug`, `Display` or error messages.
+//!
+//! A test binary of its own: tracing caches which call sites are enabled process-wide, so a
+//! thread-local subscriber is only reliable when no other test logs concurrently.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, json};
+use tokenwarden::{
+    Clock, Error, Event, FetchContext, FetchError, FetchReason, RefreshPolicy, Refresher, Token,
+    TokenState,
+};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Every string that must never be printed contains this.
+const MARK: &str = "SECRET";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// A source whose tokens carry secrets everywhere a token can: the access token, the refresh
+/// token and an extra field. Every third fetch fails, every seventh permanently.
+fn secretive_source() -> impl tokenwarden::TokenSource {
+    let n = Arc::new(AtomicU32::new(0));
+    tokenwarden::from_fn(move |_ctx| {
+        let n = n.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n % 7 == 0 {
+                return Err(FetchError::permanent(
+                    "https://auth.test/token: invalid_grant",
+                ));
+            }
+            if n % 3 == 0 {
+                return Err(
+                    FetchError::transient("https://auth.test/token answered 503")
+                        .with_retry_after(Duration::from_secs(2)),
+                );
+            }
+            let mut extra = Map::new();
+            extra.insert("id_token".into(), json!(format!("{MARK}-id-{n}")));
+            Ok(Token::new(format!("{MARK}-access-{n}"))
+                .expires_in(Duration::from_secs(60))
+                .with_refresh_token(format!("{MARK}-refresh-{n}"))
+                .with_extra(extra))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_rotation_at_trace_level_leaks_no_secret() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let handle = Refresher::builder(secretive_source())
+        .name("leak-check")
+        .clock(Clock::tokio())
+        .spawn();
+    let mut events = handle.subscribe();
+    let mut printed = Vec::new();
+
+    printed.push(format!("{:?}", handle.current())); // pending
+    let token = handle.ready().await.unwrap();
+    printed.push(format!("{token:?} {token:#?}"));
+    printed.push(format!("{:?}", token.authorization_header().unwrap()));
+    printed.push(format!("{handle:?}"));
+
+    // Rotations, transient and permanent failures, a rejection, expiry, re-arm.
+    for _ in 0..12 {
+        let reject = handle.reject(&token).await;
+        printed.push(format!("{reject:?}"));
+        if let Err(e) = &reject {
+            printed.push(e.to_string());
+        }
+        tokio::time::advance(Duration::from_secs(50)).await;
+        printed.push(format!("{:?} {:?}", handle.state(), handle.current()));
+        if let Err(e) = handle.current() {
+            printed.push(e.to_string());
+        }
+    }
+    handle.shutdown();
+    handle.stopped().await;
+    printed.push(format!("{:?} {:?}", handle.state(), handle.current()));
+
+    let mut kinds = std::collections::BTreeSet::new();
+    while let Ok(event) = events.try_recv() {
+        kinds.insert(
+            format!("{event:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+        printed.push(format!("{event:?} {event:#?}"));
+        if let Event::RefreshFailed { error, .. } = &event {
+            printed.push(error.to_string());
+        }
+    }
+    // The run really went through every kind of event.
+    for kind in [
+        "Rotated",
+        "RefreshFailed",
+        "Recovered",
+        "Expired",
+        "Stopped",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} event in {kinds:?}");
+    }
+
+    let logs = logs.text();
+    assert!(logs.contains("token rotated"), "logs were captured: {logs}");
+    assert!(logs.contains("fetching a token failed"), "{logs}");
+    assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "{logs}");
+    assert!(!logs.contains(MARK), "a secret in the logs:\n{logs}");
+    for text in printed {
+        assert!(!text.contains(MARK), "a secret in {text}");
+    }
+}
+
+#[tokio::test]
+async fn debug_and_display_of_every_public_type_hide_secrets() {
+    let token = Token::new(format!("{MARK}-access"))
+        .with_refresh_token(format!("{MARK}-refresh"))
+        .expires_in(Duration::from_secs(60));
+    let error = FetchError::transient("503").with_source(std::io::Error::other("reset"));
+    let context = FetchContext::new(FetchReason::Scheduled).with_previous(token.clone());
+    let builder = Refresher::builder(tokenwarden::from_fn(|_ctx| async {
+        Err::<Token, _>(FetchError::transient("down"))
+    }));
+    let printed = [
+        format!("{token:?}"),
+        format!("{context:?}"),
+        format!("{:?}", TokenState::Fresh(token.clone())),
+        format!("{:?}", TokenState::Refreshing(token.clone())),
+        format!(
+            "{:?}",
+            TokenState::Stale {
+                token: token.clone(),
+                last_error: error.clone()
+            }
+        ),
+        format!(
+            "{:?}",
+            Event::Rotated {
+                token: token.clone(),
+                reason: FetchReason::Forced
+            }
+        ),
+        format!("{error:?} {error}"),
+        format!(
+            "{:?} {}",
+            Error::Fetch(error.clone()),
+            Error::Fetch(error.clone())
+        ),
+        format!("{builder:?}"),
+        format!("{:?}", RefreshPolicy::default()),
+        format!("{:?}", Clock::system()),
+        format!("{:?}", token.refresh_token().unwrap()),
+    ];
+    for text in printed {
+        assert!(!text.contains(MARK), "a secret in {text}");
+    }
+    assert!(
+        format!("{error:?}").contains("reset"),
+        "the source chain is shown"
+    );
+}

@@ -1,0 +1,8 @@
+//! Behaviour of the refresher actor, on paused tokio time.
+
+mod coalescing;
+mod events;
+mod failures;
+mod lifecycle;
+mod schedule;
+mod support;
