@@ -23,13 +23,13 @@ pub(crate) mod humantime_serde {
     }
 }
 
-/// A duration for log lines, rounded so it reads well: `4m 12s`, `250ms`.
+/// A duration for log lines, rounded so it reads well: `4m 12s`, `3s 500ms`, `250ms`.
 pub(crate) struct Readable(pub(crate) Duration);
 
 impl fmt::Display for Readable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        let rounded = if d >= Duration::from_secs(1) {
+        let rounded = if d >= Duration::from_secs(60) {
             Duration::from_secs(d.as_secs())
         } else {
             Duration::from_millis(d.as_millis() as u64)

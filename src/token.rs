@@ -255,18 +255,24 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field("secret", &"[redacted]")
             .field("token_type", &self.token_type())
-            .field(
-                "issued_at",
-                &humantime::format_rfc3339_seconds(inner.issued_at),
-            )
-            .field(
-                "expires_at",
-                &inner.expires_at.map(humantime::format_rfc3339_seconds),
-            )
+            .field("issued_at", &Rfc3339(Some(inner.issued_at)))
+            .field("expires_at", &Rfc3339(inner.expires_at))
             .field("scope", &inner.scope)
             .field("has_refresh_token", &inner.refresh_token.is_some())
             .field("extra_fields", &inner.extra.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+/// A time as an RFC 3339 string in `Debug` output (`None` as `never`).
+struct Rfc3339(Option<SystemTime>);
+
+impl fmt::Debug for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(at) => write!(f, "{}", humantime::format_rfc3339_seconds(at)),
+            None => f.write_str("never"),
+        }
     }
 }
 
@@ -288,6 +294,10 @@ mod tests {
             assert!(!debug.contains(secret), "{debug}");
         }
         assert!(debug.contains("id_token"), "extra keys are shown: {debug}");
+        assert!(
+            debug.contains("expires_at: 20"),
+            "times are readable: {debug}"
+        );
     }
 
     #[test]

@@ -393,7 +393,12 @@ impl Actor {
         self.expired = true;
         self.expiry_check = None;
         self.publish();
-        warn!(last_error = ?self.last_error.as_ref().map(ToString::to_string), "the token expired before a new one was obtained");
+        match &self.last_error {
+            Some(error) => {
+                warn!(last_error = %error, "the token expired before a new one was obtained")
+            }
+            None => warn!("the token expired before a new one was obtained"),
+        }
         self.emit(Event::Expired {
             last_error: self.last_error.clone(),
         });
