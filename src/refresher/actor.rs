@@ -437,14 +437,14 @@ impl Actor {
 
     fn publish(&self) {
         let next = self.state();
-        self.setup.state.send_if_modified(|current| {
-            if current.same_as(&next) {
-                false
-            } else {
-                *current = next;
-                true
-            }
-        });
+        // Only this task writes, so the check cannot go stale before the swap. The write lock
+        // covers the swap alone: readers on other threads never wait on a comparison or on
+        // the old state's drop (which may free and zeroize a token).
+        if self.setup.state.borrow().same_as(&next) {
+            return;
+        }
+        let previous = self.setup.state.send_replace(next);
+        drop(previous);
     }
 
     fn emit(&self, event: Event) {

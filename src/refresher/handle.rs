@@ -40,6 +40,14 @@ use crate::{Clock, Error, Event, Token, TokenState};
 /// ```
 #[derive(Clone)]
 pub struct TokenHandle {
+    // One allocation, so a clone is one reference-count increment (cloning each channel end
+    // would touch seven shared counters, two of them behind a mutex). When the last handle
+    // drops, the channel ends drop with it and the actor sees its command channel close.
+    ends: Arc<Ends>,
+}
+
+/// The handle's ends of the actor's channels.
+struct Ends {
     name: Arc<str>,
     clock: Clock,
     state: watch::Receiver<TokenState>,
@@ -60,19 +68,21 @@ impl TokenHandle {
         cancel: CancellationToken,
     ) -> TokenHandle {
         TokenHandle {
-            name,
-            clock,
-            state,
-            commands,
-            wake,
-            events,
-            cancel,
+            ends: Arc::new(Ends {
+                name,
+                clock,
+                state,
+                commands,
+                wake,
+                events,
+                cancel,
+            }),
         }
     }
 
     /// The credential's name, as given to the builder.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.ends.name
     }
 
     /// The current token if it is valid now by the wall clock, else why there is none.
@@ -89,10 +99,14 @@ impl TokenHandle {
     /// [`Error::Pending`] before the first token, [`Error::Expired`] after expiry,
     /// [`Error::Failed`] after a permanent failure, [`Error::Stopped`] after shutdown.
     pub fn current(&self) -> Result<Token, Error> {
-        let result = self.state.borrow().read(self.clock.now());
+        let result = self
+            .ends
+            .state
+            .borrow()
+            .read(self.ends.clock.upper_bound_now());
         if let Err(Error::Pending { .. } | Error::Expired { .. }) = result {
             // Full means a wake-up is already queued.
-            let _ = self.wake.try_send(());
+            let _ = self.ends.wake.try_send(());
         }
         result
     }
@@ -102,7 +116,7 @@ impl TokenHandle {
     ///
     /// Transient failures do not end the wait; bound it with `tokio::time::timeout` if needed.
     pub async fn ready(&self) -> Result<Token, Error> {
-        let mut state = self.state.clone();
+        let mut state = self.ends.state.clone();
         loop {
             state.borrow_and_update();
             match self.current() {
@@ -117,19 +131,19 @@ impl TokenHandle {
 
     /// A snapshot of the credential's state.
     pub fn state(&self) -> TokenState {
-        self.state.borrow().clone()
+        self.ends.state.borrow().clone()
     }
 
     /// A receiver of every state change, for code that reacts to changes rather than polling.
     pub fn watch(&self) -> watch::Receiver<TokenState> {
-        self.state.clone()
+        self.ends.state.clone()
     }
 
     /// A receiver of [`Event`]s from now on. A subscriber that falls more than the builder's
     /// [`event_capacity`](crate::RefresherBuilder::event_capacity) behind is told how many it
     /// missed (`RecvError::Lagged`); it never slows the refresher.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.ends.events.subscribe()
     }
 
     /// Fetches a new token now and returns it.
@@ -166,7 +180,8 @@ impl TokenHandle {
         command: impl FnOnce(oneshot::Sender<Result<Token, Error>>) -> Command,
     ) -> Result<Token, Error> {
         let (reply, answer) = oneshot::channel();
-        self.commands
+        self.ends
+            .commands
             .send(command(reply))
             .await
             .map_err(|_| Error::Stopped)?;
@@ -177,13 +192,13 @@ impl TokenHandle {
     /// [`TokenState::Stopped`] and [`Error::Stopped`]. Returns at once; see
     /// [`stopped`](TokenHandle::stopped).
     pub fn shutdown(&self) {
-        self.cancel.cancel();
+        self.ends.cancel.cancel();
     }
 
     /// Waits until the refresher has stopped (after [`shutdown`](TokenHandle::shutdown), the
     /// builder's cancellation token, or runtime shutdown).
     pub async fn stopped(&self) {
-        let mut state = self.state.clone();
+        let mut state = self.ends.state.clone();
         let _ = state
             .wait_for(|state| matches!(state, TokenState::Stopped))
             .await;
@@ -193,8 +208,8 @@ impl TokenHandle {
 impl fmt::Debug for TokenHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenHandle")
-            .field("name", &self.name)
-            .field("state", &*self.state.borrow())
+            .field("name", &self.ends.name)
+            .field("state", &*self.ends.state.borrow())
             .finish()
     }
 }
