@@ -158,6 +158,20 @@ impl std::error::Error for FetchError {
 }
 
 /// Why a [`TokenHandle`](crate::TokenHandle) has no token to give.
+///
+/// ```
+/// use tokenwarden::{Error, TokenHandle};
+///
+/// fn authorize(handle: &TokenHandle) -> Result<String, String> {
+///     match handle.current() {
+///         Ok(token) => Ok(format!("Bearer {}", token.expose_secret())),
+///         // Worth retrying the request soon: the refresher is on it.
+///         Err(e @ (Error::Pending { .. } | Error::Expired { .. })) => Err(format!("try later: {e}")),
+///         // Needs an operator: bad credentials, revoked grant, or shut down.
+///         Err(e) => Err(format!("giving up: {e}")),
+///     }
+/// }
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

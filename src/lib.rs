@@ -60,3 +60,8 @@ pub use refresher::{Event, Refresher, RefresherBuilder, TokenHandle, TokenState}
 pub use secrecy::{ExposeSecret, SecretString};
 pub use source::{FetchContext, FetchFuture, FetchReason, FnSource, TokenSource, from_fn};
 pub use token::Token;
+
+/// Keeps the README's Rust examples compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

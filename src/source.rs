@@ -79,6 +79,23 @@ impl fmt::Display for FetchReason {
 }
 
 /// What a [`TokenSource`] knows about the fetch it is asked for.
+///
+/// Sources can be called directly in their own tests:
+///
+/// ```
+/// use tokenwarden::{FetchContext, FetchReason, Token, TokenSource};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let source = tokenwarden::from_fn(|ctx| async move {
+///     let previous = ctx.previous().map(|t| t.expose_secret().to_owned());
+///     Ok(Token::new(format!("after-{}", previous.unwrap_or_default())))
+/// });
+/// let ctx = FetchContext::new(FetchReason::Rejected).with_previous(Token::new("old"));
+/// let token = source.fetch(ctx).await.unwrap();
+/// assert_eq!(token.expose_secret(), "after-old");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct FetchContext {
     reason: FetchReason,

@@ -9,6 +9,25 @@ use crate::{FetchError, FetchReason, Token};
 ///
 /// After a run of failures, a successful fetch sends [`Recovered`](Event::Recovered) and then
 /// [`Rotated`](Event::Rotated).
+///
+/// ```
+/// use tokenwarden::{Event, TokenHandle};
+/// use tokio::sync::broadcast::error::RecvError;
+///
+/// async fn alert_on_failures(handle: TokenHandle) {
+///     let mut events = handle.subscribe();
+///     loop {
+///         match events.recv().await {
+///             Ok(Event::RefreshFailed { error, attempt, .. }) if attempt >= 3 => {
+///                 eprintln!("{}: {attempt} failed refreshes: {error}", handle.name());
+///             }
+///             Ok(Event::Stopped) | Err(RecvError::Closed) => break,
+///             Ok(_) => {}
+///             Err(RecvError::Lagged(missed)) => eprintln!("missed {missed} events"),
+///         }
+///     }
+/// }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {

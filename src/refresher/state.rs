@@ -18,6 +18,24 @@ use crate::{Error, FetchError, Token};
 ///
 ///  any state ── shutdown / cancel / every handle dropped ──▶ Stopped
 /// ```
+///
+/// # Example: react to every change
+///
+/// ```
+/// use tokenwarden::{TokenHandle, TokenState};
+///
+/// async fn log_changes(handle: TokenHandle) {
+///     let mut states = handle.watch();
+///     while states.changed().await.is_ok() {
+///         match &*states.borrow_and_update() {
+///             TokenState::Fresh(token) => println!("new token, expires {:?}", token.expiry()),
+///             TokenState::Stale { last_error, .. } => println!("refresh failing: {last_error}"),
+///             TokenState::Stopped => break,
+///             _ => {}
+///         }
+///     }
+/// }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum TokenState {
