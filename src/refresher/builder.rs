@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::actor::{Actor, Setup};
+use super::handle::Ends;
 use crate::{Clock, RefreshPolicy, Token, TokenHandle, TokenSource, TokenState};
 
 /// Spawns refreshers. See [`Refresher::builder`].
@@ -148,8 +149,14 @@ impl RefresherBuilder {
         });
         tokio::spawn(actor.run().instrument(span));
 
-        TokenHandle::new(
-            self.name, self.clock, state_rx, command_tx, wake_tx, events, cancel,
-        )
+        TokenHandle::new(Ends {
+            name: self.name,
+            clock: self.clock,
+            state: state_rx,
+            commands: command_tx,
+            wake: wake_tx,
+            events,
+            cancel,
+        })
     }
 }

@@ -47,36 +47,20 @@ pub struct TokenHandle {
 }
 
 /// The handle's ends of the actor's channels.
-struct Ends {
-    name: Arc<str>,
-    clock: Clock,
-    state: watch::Receiver<TokenState>,
-    commands: mpsc::Sender<Command>,
-    wake: mpsc::Sender<()>,
-    events: broadcast::Sender<Event>,
-    cancel: CancellationToken,
+pub(crate) struct Ends {
+    pub(crate) name: Arc<str>,
+    pub(crate) clock: Clock,
+    pub(crate) state: watch::Receiver<TokenState>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) wake: mpsc::Sender<()>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) cancel: CancellationToken,
 }
 
 impl TokenHandle {
-    pub(crate) fn new(
-        name: Arc<str>,
-        clock: Clock,
-        state: watch::Receiver<TokenState>,
-        commands: mpsc::Sender<Command>,
-        wake: mpsc::Sender<()>,
-        events: broadcast::Sender<Event>,
-        cancel: CancellationToken,
-    ) -> TokenHandle {
+    pub(crate) fn new(ends: Ends) -> TokenHandle {
         TokenHandle {
-            ends: Arc::new(Ends {
-                name,
-                clock,
-                state,
-                commands,
-                wake,
-                events,
-                cancel,
-            }),
+            ends: Arc::new(ends),
         }
     }
 

@@ -17,9 +17,7 @@ fn down() -> Step {
 async fn transient_failures_back_off_while_the_old_token_is_served() {
     let source = Scripted::tokens(secs(600));
     let start = Instant::now();
-    let handle = builder(&source).spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
+    let (handle, mut events) = started(builder(&source)).await;
     source.set_default(down());
 
     // Failures from the scheduled refresh at 480 s on; the token expires at 600 s.
@@ -56,9 +54,7 @@ async fn transient_failures_back_off_while_the_old_token_is_served() {
 async fn retries_are_kept_before_expiry_when_backoff_has_grown() {
     let source = Scripted::tokens(secs(600));
     let start = Instant::now();
-    let handle = builder(&source).spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
+    let (_handle, mut events) = started(builder(&source)).await;
     source.set_default(down());
 
     // However long the backoff grows, tries keep coming before the 600 s expiry.
@@ -80,9 +76,7 @@ async fn retries_are_kept_before_expiry_when_backoff_has_grown() {
 #[tokio::test(start_paused = true)]
 async fn after_an_outage_expires_the_token_a_read_recovers_within_a_second() {
     let source = Scripted::tokens(secs(600));
-    let handle = builder(&source).spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
+    let (handle, mut events) = started(builder(&source)).await;
     source.set_default(down());
 
     // Outage: the token expires.
@@ -198,9 +192,7 @@ async fn permanent_failure_stops_retrying_until_re_armed() {
 #[tokio::test(start_paused = true)]
 async fn permanent_failure_keeps_serving_a_still_valid_token() {
     let source = Scripted::tokens(secs(600));
-    let handle = builder(&source).spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
+    let (handle, mut events) = started(builder(&source)).await;
     source.set_default(Step::Fail(FetchError::permanent("invalid_grant")));
 
     assert!(matches!(

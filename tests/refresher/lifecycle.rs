@@ -191,3 +191,13 @@ async fn ready_is_pending_until_the_first_token_arrives() {
     let token = assert_ready_ok!(ready.poll());
     assert_eq!(token.expose_secret(), secret(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_dyn_source_works_like_any_other() {
+    let source: std::sync::Arc<dyn tokenwarden::TokenSource> =
+        std::sync::Arc::new(Scripted::tokens(secs(600)));
+    let a = tokenwarden::Refresher::builder(source.clone()).spawn();
+    let b = tokenwarden::Refresher::builder(source).spawn();
+    assert_eq!(a.ready().await.unwrap().expose_secret(), secret(1));
+    assert_eq!(b.ready().await.unwrap().expose_secret(), secret(2));
+}

@@ -11,9 +11,7 @@ use crate::support::*;
 async fn refreshes_proactively_at_eighty_percent_of_the_lifetime() {
     let source = Scripted::tokens(secs(600));
     let start = Instant::now();
-    let handle = builder(&source).spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
+    let (handle, mut events) = started(builder(&source)).await;
 
     let second = next_rotation(&mut events).await;
     assert_near(start.elapsed(), secs(480));
@@ -35,17 +33,11 @@ async fn jitter_spreads_refreshes_within_five_percent() {
     let mut times = Vec::new();
     for _ in 0..20 {
         let source = Scripted::tokens(secs(1000));
-        let start = Instant::now();
-        let handle = tokenwarden::Refresher::builder(source.clone())
-            .clock(Clock::tokio())
-            .spawn();
-        handle.ready().await.unwrap();
-        let mut events = handle.subscribe();
-        next_rotation(&mut events).await;
-        let at = start.elapsed();
+        // The default policy, jitter included.
+        let builder = builder(&source).policy(tokenwarden::RefreshPolicy::default());
+        let at = first_refresh_after(builder).await;
         assert!(at >= secs(750) && at <= secs(850), "refreshed at {at:?}");
         times.push(at);
-        handle.shutdown();
     }
     times.sort();
     times.dedup();
@@ -56,12 +48,7 @@ async fn jitter_spreads_refreshes_within_five_percent() {
 async fn short_tokens_keep_a_margin_before_expiry() {
     // 80 % of 120 s is 96 s, but the refresh must come 30 s before expiry.
     let source = Scripted::tokens(secs(120));
-    let start = Instant::now();
-    let handle = builder(&source).spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
-    next_rotation(&mut events).await;
-    assert_near(start.elapsed(), secs(90));
+    assert_near(first_refresh_after(builder(&source)).await, secs(90));
 }
 
 #[tokio::test(start_paused = true)]
@@ -105,24 +92,17 @@ async fn server_refresh_hint_brings_the_refresh_forward() {
                 .with_refresh_in(Duration::from_secs(60)),
         )
     });
-    let start = Instant::now();
-    let handle = tokenwarden::Refresher::builder(hinted)
+    let builder = tokenwarden::Refresher::builder(hinted)
         .policy(exact_policy())
-        .clock(Clock::tokio())
-        .spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
-    next_rotation(&mut events).await;
-    assert_near(start.elapsed(), secs(60));
+        .clock(Clock::tokio());
+    assert_near(first_refresh_after(builder).await, secs(60));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_process_that_slept_through_expiry_gets_an_error_and_an_immediate_refresh() {
     let source = Scripted::tokens(secs(600));
     let clock = Clock::tokio();
-    let handle = builder(&source).clock(clock.clone()).spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
+    let (handle, mut events) = started(builder(&source).clock(clock.clone())).await;
     tokio::time::advance(secs(10)).await;
 
     // The machine sleeps for 20 minutes: the wall clock jumps, tokio's timers do not.
@@ -153,13 +133,8 @@ async fn tokens_without_expiry_use_the_default_lifetime() {
     let source = tokenwarden::from_fn(|_ctx| async {
         Ok::<_, tokenwarden::FetchError>(Token::new("opaque"))
     });
-    let start = Instant::now();
-    let handle = tokenwarden::Refresher::builder(source)
+    let builder = tokenwarden::Refresher::builder(source)
         .policy(exact_policy())
-        .clock(Clock::tokio())
-        .spawn();
-    handle.ready().await.unwrap();
-    let mut events = handle.subscribe();
-    next_rotation(&mut events).await;
-    assert_near(start.elapsed(), secs(2880)); // 80 % of 1 h
+        .clock(Clock::tokio());
+    assert_near(first_refresh_after(builder).await, secs(2880)); // 80 % of 1 h
 }

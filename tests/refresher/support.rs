@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokenwarden::{
     Clock, Event, FetchContext, FetchError, FetchFuture, RefreshPolicy, Refresher,
-    RefresherBuilder, Token, TokenSource,
+    RefresherBuilder, Token, TokenHandle, TokenSource,
 };
 use tokio::sync::broadcast;
 
@@ -127,6 +127,22 @@ pub fn builder(source: &Scripted) -> RefresherBuilder {
         .name("test-api")
         .policy(exact_policy())
         .clock(Clock::tokio())
+}
+
+/// Spawns `builder`, waits for its first token, and subscribes to what follows.
+pub async fn started(builder: RefresherBuilder) -> (TokenHandle, broadcast::Receiver<Event>) {
+    let handle = builder.spawn();
+    handle.ready().await.expect("a first token");
+    let events = handle.subscribe();
+    (handle, events)
+}
+
+/// How long after the spawn the first refresh (the second token) arrives.
+pub async fn first_refresh_after(builder: RefresherBuilder) -> Duration {
+    let start = tokio::time::Instant::now();
+    let (_handle, mut events) = started(builder).await;
+    next_rotation(&mut events).await;
+    start.elapsed()
 }
 
 /// The next event; fails rather than hangs if none comes within a (virtual) day.
