@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokenwarden::{FetchError, Refresher, Token, TokenHandle};
+use tokenwarden::{FetchError, RefreshPolicy, Refresher, Token, TokenHandle};
 
 const ENDPOINT_LATENCY: Duration = Duration::from_millis(500);
 const READERS: usize = 64;
@@ -87,11 +87,12 @@ fn spawn_refresher(runtime: &tokio::runtime::Runtime) -> TokenHandle {
 fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
     let (rounds, iterations) = if quick { (1, 1_000) } else { (21, 200_000) };
     let handle = spawn_refresher(runtime);
+    let near_expiry = spawn_near_expiry_refresher(runtime);
     let token = handle.current().expect("a token");
     let swap = ArcSwap::from_pointee(token.clone());
     let cache = MutexCache::new(token);
 
-    let mut samples: [Vec<f64>; 5] = Default::default();
+    let mut samples: [Vec<f64>; 6] = Default::default();
     runtime.block_on(async {
         for _ in 0..rounds {
             samples[0].push(time_per_op(iterations, || {
@@ -109,6 +110,9 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
             }
             samples[3].push(start.elapsed().as_nanos() as f64 / iterations as f64);
             samples[4].push(time_per_op(iterations, || {
+                black_box(near_expiry.current().ok());
+            }));
+            samples[5].push(time_per_op(iterations, || {
                 black_box(handle.clone());
             }));
         }
@@ -119,6 +123,7 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
         "arc_swap load_full",
         "tokenwarden current()",
         "tokio Mutex<Option<Token>> cache",
+        "tokenwarden current(), token within 5 s of expiry",
         "TokenHandle clone + drop (not a read)",
     ];
     println!("\n## One reader: ns per read ({rounds} interleaved rounds of {iterations})\n");
@@ -134,6 +139,25 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
         );
     }
     handle.shutdown();
+    near_expiry.shutdown();
+}
+
+/// A refresher whose token is always within 5 s of expiry: 4 s tokens renewed only at expiry,
+/// so `current()` takes its precise-clock path.
+fn spawn_near_expiry_refresher(runtime: &tokio::runtime::Runtime) -> TokenHandle {
+    let mut policy = RefreshPolicy::default();
+    policy.refresh_at = 1.0;
+    policy.jitter = 0.0;
+    policy.min_margin = Duration::ZERO;
+    runtime.block_on(async {
+        let handle = Refresher::builder(tokenwarden::from_fn(|_ctx| async {
+            Ok::<_, FetchError>(Token::new("short-token").expires_in(Duration::from_secs(4)))
+        }))
+        .policy(policy)
+        .spawn();
+        handle.ready().await.expect("a token");
+        handle
+    })
 }
 
 fn time_per_op(iterations: u32, mut op: impl FnMut()) -> f64 {

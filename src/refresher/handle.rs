@@ -83,11 +83,8 @@ impl TokenHandle {
     /// [`Error::Pending`] before the first token, [`Error::Expired`] after expiry,
     /// [`Error::Failed`] after a permanent failure, [`Error::Stopped`] after shutdown.
     pub fn current(&self) -> Result<Token, Error> {
-        let result = self
-            .ends
-            .state
-            .borrow()
-            .read(self.ends.clock.upper_bound_now());
+        let clock = &self.ends.clock;
+        let result = self.ends.state.borrow().read(|at| clock.has_passed(at));
         if let Err(Error::Pending { .. } | Error::Expired { .. }) = result {
             // Full means a wake-up is already queued.
             let _ = self.ends.wake.try_send(());

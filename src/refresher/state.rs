@@ -80,15 +80,15 @@ impl TokenState {
         }
     }
 
-    /// The token if it is still valid at `now`, else why there is none.
-    pub(crate) fn read(&self, now: SystemTime) -> Result<Token, Error> {
+    /// The token if it has not expired, else why there is none. `has_passed` tells whether a
+    /// point in time is past (the read path's clock).
+    pub(crate) fn read(&self, has_passed: impl Fn(SystemTime) -> bool) -> Result<Token, Error> {
+        let valid = |token: &Token| !token.expiry().is_some_and(&has_passed);
         match self {
-            TokenState::Fresh(token) | TokenState::Refreshing(token)
-                if !token.is_expired_at(now) =>
-            {
+            TokenState::Fresh(token) | TokenState::Refreshing(token) if valid(token) => {
                 Ok(token.clone())
             }
-            TokenState::Stale { token, .. } if !token.is_expired_at(now) => Ok(token.clone()),
+            TokenState::Stale { token, .. } if valid(token) => Ok(token.clone()),
             // Published as valid, but the wall clock says otherwise (e.g. the machine slept).
             TokenState::Fresh(_) | TokenState::Refreshing(_) => {
                 Err(Error::Expired { last_error: None })
@@ -145,14 +145,18 @@ mod tests {
 
     const NOW: SystemTime = SystemTime::UNIX_EPOCH;
 
+    fn at_now(at: SystemTime) -> bool {
+        at <= NOW
+    }
+
     #[test]
     fn valid_tokens_are_read_and_expired_ones_are_not() {
         let valid = Token::new("t").expires_at(NOW + Duration::from_secs(1));
         let expired = Token::new("t").expires_at(NOW);
-        assert!(TokenState::Fresh(valid.clone()).read(NOW).is_ok());
-        assert!(TokenState::Refreshing(valid.clone()).read(NOW).is_ok());
+        assert!(TokenState::Fresh(valid.clone()).read(at_now).is_ok());
+        assert!(TokenState::Refreshing(valid.clone()).read(at_now).is_ok());
         assert!(matches!(
-            TokenState::Fresh(expired.clone()).read(NOW),
+            TokenState::Fresh(expired.clone()).read(at_now),
             Err(Error::Expired { last_error: None })
         ));
         let error = FetchError::transient("down");
@@ -161,7 +165,7 @@ mod tests {
             last_error: error.clone(),
         };
         assert!(
-            matches!(stale.read(NOW), Err(Error::Expired { last_error: Some(e) }) if e.ptr_eq(&error))
+            matches!(stale.read(at_now), Err(Error::Expired { last_error: Some(e) }) if e.ptr_eq(&error))
         );
     }
 
@@ -169,12 +173,15 @@ mod tests {
     fn tokenless_states_say_why() {
         let error = FetchError::permanent("revoked");
         assert!(matches!(
-            TokenState::Failed(error).read(NOW),
+            TokenState::Failed(error).read(at_now),
             Err(Error::Failed(_))
         ));
-        assert!(matches!(TokenState::Stopped.read(NOW), Err(Error::Stopped)));
         assert!(matches!(
-            TokenState::Pending { last_error: None }.read(NOW),
+            TokenState::Stopped.read(at_now),
+            Err(Error::Stopped)
+        ));
+        assert!(matches!(
+            TokenState::Pending { last_error: None }.read(at_now),
             Err(Error::Pending { .. })
         ));
     }
