@@ -37,6 +37,11 @@ fn segments(token: &str) -> Option<(&str, &str, &str)> {
     Some((header, payload, signature))
 }
 
+/// Whether `token` is shaped like a JWT: three segments whose header decodes to a JSON object.
+pub(crate) fn is_jwt(token: &str) -> bool {
+    segments(token).is_some_and(|(header, _, _)| decode_segment(header).is_some())
+}
+
 /// The claims of a JWT, or `None` when `token` is not one (opaque tokens).
 pub(crate) fn claims(token: &str) -> Option<Map<String, Value>> {
     let (header, payload, _) = segments(token)?;
@@ -75,6 +80,7 @@ mod tests {
         let token = unsigned(&json!({"sub": "acct_42", "exp": 2_000_000_000}));
         let claims = claims(&token).unwrap();
         assert_eq!(claims["sub"], "acct_42");
+        assert!(is_jwt(&token));
         assert_eq!(
             expiry(&claims),
             Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000))
@@ -85,6 +91,7 @@ mod tests {
     fn opaque_and_malformed_tokens_have_no_claims() {
         for token in ["opaque-token", "a.b.c", "a.b", "", "..", "x.y.z.w"] {
             assert!(claims(token).is_none(), "{token}");
+            assert!(!is_jwt(token), "{token}");
         }
         // A header that is JSON but not an object is not a JWT header.
         let engine = general_purpose::URL_SAFE_NO_PAD;

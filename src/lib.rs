@@ -51,6 +51,8 @@ mod jwt;
 mod policy;
 mod refresher;
 mod source;
+pub mod sources;
+pub mod store;
 mod token;
 
 pub use clock::Clock;
@@ -59,6 +61,8 @@ pub use policy::{Backoff, RefreshPolicy};
 pub use refresher::{Event, Refresher, RefresherBuilder, TokenHandle, TokenState};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use source::{FetchContext, FetchFuture, FetchReason, FnSource, TokenSource, from_fn};
+pub use sources::{ApiKeyExchange, ClientCredentials, RefreshTokenGrant};
+pub use store::{FileStore, TokenStore};
 pub use token::Token;
 
 /// Keeps the README's Rust examples compiling.

@@ -4,8 +4,9 @@
 //! and one timer, and hands each to a method that updates the state and publishes it. When to
 //! refresh and how long to back off are decided by the pure functions in `crate::policy`.
 
-use std::future::pending;
+use std::future::{Future, pending};
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,9 +18,10 @@ use tracing::{debug, info, warn};
 
 use crate::duration_format::Readable;
 use crate::policy::{backoff, schedule};
+use crate::store::{StoreError, TokenStore};
 use crate::{
-    Clock, Error, Event, FetchContext, FetchError, FetchFuture, FetchReason, RefreshPolicy, Token,
-    TokenSource, TokenState,
+    Clock, Error, Event, FetchContext, FetchError, FetchReason, RefreshPolicy, Token, TokenSource,
+    TokenState,
 };
 
 /// Timers further out than this are shortened (tokio's timer wheel has a limit near two years);
@@ -44,6 +46,7 @@ pub(crate) struct Setup {
     pub(crate) policy: RefreshPolicy,
     pub(crate) clock: Clock,
     pub(crate) initial: Option<Token>,
+    pub(crate) store: Option<Arc<dyn TokenStore>>,
     pub(crate) state: watch::Sender<TokenState>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) commands: mpsc::Receiver<Command>,
@@ -52,9 +55,15 @@ pub(crate) struct Setup {
 }
 
 struct InFlight {
-    future: FetchFuture<'static>,
+    future: Pin<Box<dyn Future<Output = Fetched> + Send>>,
     reason: FetchReason,
-    started_at: SystemTime,
+}
+
+/// The outcome of a fetch: a checked token (saved to the store, if any) or why not.
+struct Fetched {
+    result: Result<Token, FetchError>,
+    /// The token was fetched but could not be saved.
+    not_saved: Option<StoreError>,
 }
 
 pub(crate) struct Actor {
@@ -102,6 +111,24 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self) {
+        if self.token.is_none()
+            && let Some(store) = self.setup.store.clone()
+        {
+            let load = tokio::time::timeout(self.policy().fetch_timeout, store.load());
+            tokio::select! {
+                biased;
+                () = self.setup.cancel.cancelled() => return,
+                loaded = load => match loaded {
+                    Ok(Ok(Some(token))) => {
+                        debug!("loaded the stored token");
+                        self.token = Some(token);
+                    }
+                    Ok(Ok(None)) => debug!("no stored token yet"),
+                    Ok(Err(error)) => warn!(%error, "could not load the stored token; fetching a new one"),
+                    Err(_) => warn!("loading the stored token timed out; fetching a new one"),
+                },
+            }
+        }
         self.start();
         loop {
             let timer = self.next_timer();
@@ -216,26 +243,15 @@ impl Actor {
         }
     }
 
-    fn on_fetched(&mut self, result: Result<Token, FetchError>) {
+    fn on_fetched(&mut self, fetched: Fetched) {
         let Some(flight) = self.in_flight.take() else {
             return;
         };
-        let name = &self.setup.name;
-        let result = result.and_then(|token| {
-            if let Some(defect) = token.defect() {
-                return Err(FetchError::transient(format!(
-                    "the token source of `{name}` returned an unusable token: {defect}"
-                )));
-            }
-            let token = token.anchored_at(flight.started_at);
-            if token.is_expired_at(self.setup.clock.now()) {
-                return Err(FetchError::transient(format!(
-                    "the token source of `{name}` returned a token that had already expired"
-                )));
-            }
-            Ok(token)
-        });
-        match result {
+        if let Some(error) = fetched.not_saved {
+            warn!(%error, "could not save the new token; serving it anyway");
+            self.emit(Event::PersistFailed { error });
+        }
+        match fetched.result {
             Ok(token) => self.on_success(token, flight.reason),
             Err(error) => self.on_failure(error, flight.reason),
         }
@@ -273,14 +289,15 @@ impl Actor {
         self.last_fetch_started = Some(Instant::now());
         self.next_fetch = None;
         self.in_flight = Some(InFlight {
-            future: guarded_fetch(
+            future: Box::pin(fetch_and_keep(
                 self.setup.source.clone(),
+                self.setup.store.clone(),
                 context,
                 self.policy().fetch_timeout,
+                self.setup.clock.clone(),
                 self.setup.name.clone(),
-            ),
+            )),
             reason,
-            started_at,
         });
         self.publish();
     }
@@ -470,30 +487,59 @@ impl Drop for Actor {
     }
 }
 
-/// Runs the source's fetch with the policy's bound, turning a hang or a panic into a transient
-/// error. The panic's message is not kept: it might hold a secret.
-fn guarded_fetch(
+/// One fetch, start to finish, as the in-flight future: the source's fetch within the policy's
+/// bound (a hang or a panic becomes a transient error; the panic's message is not kept, as it
+/// might hold a secret), the token checked and anchored at the fetch's start, then saved to
+/// the store, so it is persisted before it is published.
+async fn fetch_and_keep(
     source: Arc<dyn TokenSource>,
+    store: Option<Arc<dyn TokenStore>>,
     context: FetchContext,
     timeout: Duration,
+    clock: Clock,
     name: Arc<str>,
-) -> FetchFuture<'static> {
-    Box::pin(async move {
-        let fetch = AssertUnwindSafe(async { source.fetch(context).await }).catch_unwind();
-        match tokio::time::timeout(timeout, fetch).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_panic)) => Err(FetchError::transient(format!(
-                "the token source of `{name}` panicked"
-            ))),
-            Err(_elapsed) => Err(FetchError::transient(format!(
-                "fetching a token for `{name}` timed out after {}",
+) -> Fetched {
+    let started_at = context.started_at();
+    let fetch = AssertUnwindSafe(async { source.fetch(context).await }).catch_unwind();
+    let result = match tokio::time::timeout(timeout, fetch).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_panic)) => Err(FetchError::transient(format!(
+            "the token source of `{name}` panicked"
+        ))),
+        Err(_elapsed) => Err(FetchError::transient(format!(
+            "fetching a token for `{name}` timed out after {}",
+            Readable(timeout)
+        ))),
+    };
+    let result = result.and_then(|token| {
+        if let Some(defect) = token.defect() {
+            return Err(FetchError::transient(format!(
+                "the token source of `{name}` returned an unusable token: {defect}"
+            )));
+        }
+        let token = token.anchored_at(started_at);
+        if token.is_expired_at(clock.now()) {
+            return Err(FetchError::transient(format!(
+                "the token source of `{name}` returned a token that had already expired"
+            )));
+        }
+        Ok(token)
+    });
+    let not_saved = match (&result, store) {
+        (Ok(token), Some(store)) => match tokio::time::timeout(timeout, store.save(token)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error),
+            Err(_elapsed) => Some(StoreError::new(format!(
+                "saving the token of `{name}` timed out after {}",
                 Readable(timeout)
             ))),
-        }
-    })
+        },
+        _ => None,
+    };
+    Fetched { result, not_saved }
 }
 
-async fn fetch_result(in_flight: &mut Option<InFlight>) -> Result<Token, FetchError> {
+async fn fetch_result(in_flight: &mut Option<InFlight>) -> Fetched {
     match in_flight {
         Some(flight) => (&mut flight.future).await,
         None => pending().await,

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use super::actor::{Actor, Setup};
 use super::handle::Ends;
+use crate::store::TokenStore;
 use crate::{Clock, RefreshPolicy, Token, TokenHandle, TokenSource, TokenState};
 
 /// Spawns refreshers. See [`Refresher::builder`].
@@ -45,6 +46,7 @@ impl Refresher {
             policy: RefreshPolicy::default(),
             cancel: None,
             initial: None,
+            store: None,
             clock: Clock::system(),
             event_capacity: 64,
         }
@@ -59,6 +61,7 @@ pub struct RefresherBuilder {
     policy: RefreshPolicy,
     cancel: Option<CancellationToken>,
     initial: Option<Token>,
+    store: Option<Arc<dyn TokenStore>>,
     clock: Clock,
     event_capacity: usize,
 }
@@ -70,6 +73,7 @@ impl fmt::Debug for RefresherBuilder {
             .field("policy", &self.policy)
             .field("cancellation_token", &self.cancel.is_some())
             .field("initial_token", &self.initial)
+            .field("store", &self.store.is_some())
             .field("clock", &self.clock)
             .field("event_capacity", &self.event_capacity)
             .finish_non_exhaustive()
@@ -101,6 +105,15 @@ impl RefresherBuilder {
     /// token (its refresh token may still work).
     pub fn initial_token(mut self, token: Token) -> RefresherBuilder {
         self.initial = Some(token);
+        self
+    }
+
+    /// Persists tokens: loads the stored one at start (unless an
+    /// [`initial_token`](RefresherBuilder::initial_token) is given) and saves each new one
+    /// **before** publishing it, so a crash never loses a rotated refresh token. See
+    /// [`store`](crate::store).
+    pub fn store(mut self, store: impl TokenStore) -> RefresherBuilder {
+        self.store = Some(Arc::new(store));
         self
     }
 
@@ -141,6 +154,7 @@ impl RefresherBuilder {
             policy: self.policy,
             clock: self.clock.clone(),
             initial: self.initial,
+            store: self.store,
             state: state_tx,
             events: events.clone(),
             commands: command_rx,

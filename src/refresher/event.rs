@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::store::StoreError;
 use crate::{FetchError, FetchReason, Token};
 
 /// Something that happened to a credential, sent to every
@@ -57,6 +58,12 @@ pub enum Event {
     Recovered {
         /// How many fetches in a row had failed.
         failed_attempts: u32,
+    },
+    /// A new token could not be saved to the refresher's [store](crate::store); it is served
+    /// anyway (dropping it would lose it too). Sent before that token's `Rotated`.
+    PersistFailed {
+        /// Why.
+        error: StoreError,
     },
     /// The refresher stopped; no further events follow.
     Stopped,

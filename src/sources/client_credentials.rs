@@ -1,0 +1,191 @@
+//! [`ClientCredentials`]: the OAuth2 client credentials grant (RFC 6749 section 4.4).
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+
+use super::http::{ConfigError, Endpoint, HttpOptions};
+use super::oauth::{self, BodyFormat, Client, ClientAuth};
+use super::response::{self, Shape};
+use crate::{FetchContext, FetchFuture, TokenSource};
+
+/// Gets tokens with the OAuth2 client credentials grant: a `POST` of
+/// `grant_type=client_credentials` to the token endpoint, the client authenticated with HTTP
+/// Basic (default) or in the body, the body form-encoded (default) or JSON.
+///
+/// The answer is read per RFC 6749 section 5.1 (`expires_at` is accepted too); fields the
+/// server adds (regional endpoints, an environment id) are kept in [`Token::extra`]. Errors
+/// per section 5.2: `invalid_client`, `invalid_scope` and other 4xx answers are permanent;
+/// 408, 429, 5xx and `temporarily_unavailable` are transient, with `Retry-After` honoured.
+///
+/// [`Token::extra`]: crate::Token::extra
+///
+/// ```no_run
+/// use tokenwarden::Refresher;
+/// use tokenwarden::sources::{BodyFormat, ClientAuth, ClientCredentials};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let source = ClientCredentials::builder("https://auth.example.com/oauth/token", "my-client", "my-secret")
+///     .scope("read:things")
+///     .audience("https://api.example.com")
+///     .build()?;
+/// let handle = Refresher::builder(source).name("example-api").spawn();
+/// # Ok(()) }
+/// ```
+pub struct ClientCredentials {
+    endpoint: Endpoint,
+    client: Client,
+    format: BodyFormat,
+    params: Vec<(String, String)>,
+    shape: Shape,
+}
+
+impl ClientCredentials {
+    /// Starts configuring the grant against `token_url` for this client.
+    pub fn builder(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<SecretString>,
+    ) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            auth: ClientAuth::default(),
+            format: BodyFormat::default(),
+            params: Vec::new(),
+            default_lifetime: None,
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    fn fetch(&self, _ctx: FetchContext) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let mut params = vec![("grant_type", "client_credentials")];
+            params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let request = oauth::token_request(&self.endpoint, &self.client, self.format, params);
+            let secrets: Vec<&SecretString> = self.client.secret.iter().collect();
+            let answer = self.endpoint.exchange(request, &secrets).await?;
+            response::parse_token(
+                &answer.body,
+                self.endpoint.shown(),
+                &self.shape,
+                SystemTime::now(),
+            )
+        })
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("endpoint", &self.endpoint.shown())
+            .field("client_id", &self.client.id)
+            .field("auth", &self.client.auth)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures [`ClientCredentials`]; [`build`](ClientCredentialsBuilder::build) checks it.
+#[must_use = "a builder does nothing until built"]
+pub struct ClientCredentialsBuilder {
+    token_url: String,
+    client_id: String,
+    client_secret: SecretString,
+    auth: ClientAuth,
+    format: BodyFormat,
+    params: Vec<(String, String)>,
+    default_lifetime: Option<Duration>,
+    http: HttpOptions,
+}
+
+impl ClientCredentialsBuilder {
+    /// How the client authenticates. Default: [`ClientAuth::Basic`].
+    pub fn auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// How the request body is encoded. Default: [`BodyFormat::Form`].
+    pub fn body_format(mut self, format: BodyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The `scope` parameter (space-separated scopes).
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        self.param("scope", scope)
+    }
+
+    /// The `audience` parameter (Auth0 and others).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.param("audience", audience)
+    }
+
+    /// The `resource` parameter (RFC 8707).
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    /// Any other parameter a service requires (e.g. `provider=client_credentials`).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Lifetime assumed when the answer states none (no `expires_in`/`expires_at`, not a JWT
+    /// with `exp`). Without it the refresher's `default_lifetime` (1 h) applies.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = Some(lifetime);
+        self
+    }
+
+    /// HTTP client, time and size limits. Default: [`HttpOptions::new`].
+    pub fn http(mut self, http: HttpOptions) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// If the URL is invalid or not https (loopback excepted), or the client id is empty.
+    pub fn build(self) -> Result<ClientCredentials, ConfigError> {
+        let endpoint = Endpoint::new(&self.token_url, &self.http)?;
+        if self.client_id.is_empty() {
+            return Err(ConfigError::new(format!(
+                "client credentials for {}: the client id is empty",
+                endpoint.shown()
+            )));
+        }
+        Ok(ClientCredentials {
+            endpoint,
+            client: Client {
+                id: Some(self.client_id),
+                secret: Some(self.client_secret),
+                auth: self.auth,
+            },
+            format: self.format,
+            params: self.params,
+            shape: Shape {
+                default_lifetime: self.default_lifetime,
+                ..Shape::oauth()
+            },
+        })
+    }
+}
+
+impl fmt::Debug for ClientCredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentialsBuilder")
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}

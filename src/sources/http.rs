@@ -1,0 +1,409 @@
+//! The one bounded HTTP exchange every built-in source uses: a time limit, a body-size limit,
+//! https (or loopback), errors that name the endpoint and never a secret.
+
+use std::error::Error as _;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::response::{self, OAuthError};
+use crate::FetchError;
+
+/// HTTP settings shared by the built-in sources.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::sources::HttpOptions;
+///
+/// let options = HttpOptions::new()
+///     .client(reqwest::Client::new()) // your TLS, proxy and timeout settings
+///     .timeout(Duration::from_secs(10))
+///     .max_body_bytes(64 * 1024);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    client: Option<Client>,
+    timeout: Duration,
+    max_body_bytes: usize,
+    allow_insecure_http: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            client: None,
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// The defaults: a client of tokenwarden's own, 30 s per exchange, answers up to 1 MiB,
+    /// https only (plain http to loopback addresses is allowed, for tests and local development).
+    pub fn new() -> HttpOptions {
+        HttpOptions::default()
+    }
+
+    /// Sends requests with this client, so its TLS, proxy, timeout and `User-Agent` settings
+    /// apply. Without one, a client is built that sends `User-Agent: tokenwarden/<version>` and
+    /// does not follow redirects (a token endpoint that redirects is misconfigured, and
+    /// credentials must not follow a redirect).
+    pub fn client(mut self, client: Client) -> HttpOptions {
+        self.client = Some(client);
+        self
+    }
+
+    /// Bound on one whole exchange: connecting, sending, and reading the answer. Default 30 s.
+    pub fn timeout(mut self, timeout: Duration) -> HttpOptions {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest answer read; a larger one is an error, not an out-of-memory. Default 1 MiB.
+    pub fn max_body_bytes(mut self, limit: usize) -> HttpOptions {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Allows plain `http` to hosts other than loopback addresses. Credentials then cross the
+    /// network unencrypted: only for networks you trust completely.
+    pub fn allow_insecure_http(mut self) -> HttpOptions {
+        self.allow_insecure_http = true;
+        self
+    }
+}
+
+/// A configuration mistake found when building a source: names the setting and the problem.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: String) -> ConfigError {
+        ConfigError(message)
+    }
+}
+
+/// A token endpoint, checked and ready to receive requests.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    url: Url,
+    /// The URL as shown in messages: no user info, no query (either may hold a secret).
+    shown: String,
+    client: Client,
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
+/// A successful answer.
+pub(crate) struct Answer {
+    pub(crate) body: Vec<u8>,
+}
+
+/// A failed exchange: what the server said, if it answered, and the error to report.
+pub(crate) struct Rejection {
+    /// The HTTP status, when the server answered.
+    pub(crate) status: Option<StatusCode>,
+    /// The RFC 6749 `error` code, when the answer had one.
+    pub(crate) code: Option<String>,
+    pub(crate) error: FetchError,
+}
+
+impl Rejection {
+    fn transport(error: FetchError) -> Rejection {
+        Rejection {
+            status: None,
+            code: None,
+            error,
+        }
+    }
+}
+
+impl From<Rejection> for FetchError {
+    fn from(rejection: Rejection) -> FetchError {
+        rejection.error
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn new(url: &str, options: &HttpOptions) -> Result<Endpoint, ConfigError> {
+        let url = Url::parse(url)
+            .map_err(|e| ConfigError(format!("token endpoint URL is invalid: {e}")))?;
+        let shown = shown(&url);
+        match url.scheme() {
+            "https" => {}
+            "http" if options.allow_insecure_http || is_loopback(&url) => {}
+            "http" => {
+                return Err(ConfigError(format!(
+                    "token endpoint {shown} must use https (plain http is allowed only to \
+                     loopback addresses, or with HttpOptions::allow_insecure_http)"
+                )));
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "token endpoint {shown} has scheme `{other}`; expected https"
+                )));
+            }
+        }
+        let client = match &options.client {
+            Some(client) => client.clone(),
+            None => Client::builder()
+                .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| ConfigError(format!("could not build an HTTP client: {e}")))?,
+        };
+        Ok(Endpoint {
+            url,
+            shown,
+            client,
+            timeout: options.timeout,
+            max_body_bytes: options.max_body_bytes,
+        })
+    }
+
+    /// The endpoint as it may appear in messages.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// A POST to this endpoint, asking for JSON.
+    pub(crate) fn post(&self) -> RequestBuilder {
+        self.client
+            .post(self.url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+    }
+
+    /// Sends `request` and reads the answer, within the time and size limits. A non-success
+    /// answer becomes a [`FetchError`] per RFC 6749 section 5.2; `secrets` are scrubbed from
+    /// anything the server or the transport said.
+    pub(crate) async fn exchange(
+        &self,
+        request: RequestBuilder,
+        secrets: &[&SecretString],
+    ) -> Result<Answer, Rejection> {
+        let scrub = |text: String| scrub(text, secrets);
+        let exchange = async {
+            let mut response = request.send().await.map_err(|e| {
+                Rejection::transport(FetchError::transient(scrub(format!(
+                    "{}: {}",
+                    self.shown,
+                    transport(&e)
+                ))))
+            })?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| response::retry_after(v, SystemTime::now()));
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| Url::parse(v).ok().map(|url| shown(&url)));
+
+            let too_large = || {
+                Rejection::transport(FetchError::transient(format!(
+                    "{}: the answer is larger than {} bytes",
+                    self.shown, self.max_body_bytes
+                )))
+            };
+            if response
+                .content_length()
+                .is_some_and(|len| len > self.max_body_bytes as u64)
+            {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
+                Rejection::transport(FetchError::transient(scrub(format!(
+                    "{}: reading the answer failed: {}",
+                    self.shown,
+                    transport(&e)
+                ))))
+            })? {
+                if body.len() + chunk.len() > self.max_body_bytes {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+
+            if status.is_success() {
+                return Ok(Answer { body });
+            }
+            Err(self.failure(status, &body, retry_after, location, secrets))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Rejection::transport(FetchError::transient(format!(
+                    "{}: no answer within {}",
+                    self.shown,
+                    crate::duration_format::Readable(self.timeout)
+                ))))
+            })
+    }
+
+    fn failure(
+        &self,
+        status: StatusCode,
+        body: &[u8],
+        retry_after: Option<Duration>,
+        location: Option<String>,
+        secrets: &[&SecretString],
+    ) -> Rejection {
+        let error = OAuthError::parse(body);
+        let mut message = format!("{} answered {status}", self.shown);
+        let detail = error.detail();
+        if !detail.is_empty() {
+            message.push_str(": ");
+            message.push_str(&detail);
+        }
+        if status.is_redirection() {
+            message.push_str(&format!(
+                " (redirects are not followed{})",
+                location.map_or(String::new(), |to| format!("; it points to {to}"))
+            ));
+        }
+        let message = scrub(message, secrets);
+        let failure = match response::classify(status.as_u16(), &error) {
+            crate::FetchErrorKind::Permanent => FetchError::permanent(message),
+            _ => FetchError::transient(message),
+        };
+        Rejection {
+            status: Some(status),
+            code: error.error,
+            error: match retry_after {
+                Some(after) => failure.with_retry_after(after),
+                None => failure,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.shown)
+            .field("timeout", &self.timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL without user info or query, either of which may carry a secret.
+fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host_str() {
+        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// What went wrong on the wire, from the error's chain (which carries no URL).
+fn transport(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "the request failed"
+    };
+    let mut text = what.to_string();
+    let mut source = error.source();
+    let mut last = None;
+    while let Some(cause) = source {
+        last = Some(cause.to_string());
+        source = cause.source();
+    }
+    if let Some(cause) = last {
+        text.push_str(": ");
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// Replaces every occurrence of a secret with `[redacted]` (servers sometimes echo input).
+pub(crate) fn scrub(mut text: String, secrets: &[&SecretString]) -> String {
+    for secret in secrets {
+        let secret = secret.expose_secret();
+        if !secret.is_empty() && text.contains(secret) {
+            text = text.replace(secret, "[redacted]");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_is_required_except_for_loopback() {
+        let options = HttpOptions::new();
+        for ok in [
+            "https://auth.example.com/token",
+            "http://127.0.0.1:8080/token",
+            "http://127.1.2.3/token",
+            "http://localhost/token",
+            "http://[::1]:9000/token",
+        ] {
+            assert!(Endpoint::new(ok, &options).is_ok(), "{ok}");
+        }
+        let err = Endpoint::new("http://auth.example.com/token", &options).unwrap_err();
+        assert!(err.to_string().contains("must use https"), "{err}");
+        assert!(
+            Endpoint::new(
+                "http://auth.example.com/token",
+                &options.clone().allow_insecure_http()
+            )
+            .is_ok()
+        );
+        let err = Endpoint::new("ftp://auth.example.com/token", &options).unwrap_err();
+        assert!(err.to_string().contains("scheme `ftp`"), "{err}");
+        let err = Endpoint::new("not a url", &options).unwrap_err();
+        assert!(
+            err.to_string().starts_with("token endpoint URL is invalid"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shown_urls_drop_user_info_and_query() {
+        let options = HttpOptions::new();
+        let endpoint =
+            Endpoint::new("https://user:pw@auth.test/token?api_key=k#frag", &options).unwrap();
+        assert_eq!(endpoint.shown(), "https://auth.test/token");
+        assert!(!format!("{endpoint:?}").contains("pw"));
+    }
+
+    #[test]
+    fn scrub_replaces_every_secret() {
+        let key = SecretString::from("k-123");
+        let empty = SecretString::from("");
+        assert_eq!(
+            scrub("bad key k-123, k-123!".into(), &[&key, &empty]),
+            "bad key [redacted], [redacted]!"
+        );
+    }
+}

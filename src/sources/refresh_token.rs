@@ -1,0 +1,211 @@
+//! [`RefreshTokenGrant`]: the OAuth2 refresh-token grant (RFC 6749 section 6), with rotation.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::http::{ConfigError, Endpoint, HttpOptions};
+use super::oauth::{self, BodyFormat, Client, ClientAuth};
+use super::response::{self, Shape};
+use crate::{FetchContext, FetchError, FetchFuture, TokenSource};
+
+/// Gets access tokens with the OAuth2 refresh-token grant, starting from a stored refresh token.
+///
+/// Each fetch `POST`s `grant_type=refresh_token` with the newest refresh token: the one on the
+/// previous token if there is one (so a token restored from a
+/// [`TokenStore`](crate::store::TokenStore) carries on), else the one given here. When the
+/// server rotates the refresh token, the new one replaces the old; when it does not, the old
+/// one is carried over onto the new token. Give the refresher a store
+/// ([`RefresherBuilder::store`](crate::RefresherBuilder::store)) and each rotated refresh token
+/// is saved **before** the new access token is published, so a crash never loses the only
+/// valid refresh token.
+///
+/// `invalid_grant` (expired or revoked refresh token) is permanent and says that a new login is
+/// needed. Claims in the access token (an account id) are readable with
+/// [`Token::claims`](crate::Token::claims).
+///
+/// ```no_run
+/// use tokenwarden::Refresher;
+/// use tokenwarden::sources::RefreshTokenGrant;
+/// use tokenwarden::store::FileStore;
+///
+/// # async fn run(refresh_token_from_login: String) -> Result<(), Box<dyn std::error::Error>> {
+/// let source = RefreshTokenGrant::builder("https://auth.example.com/oauth/token", refresh_token_from_login)
+///     .client_id("desktop-app")
+///     .build()?;
+/// let handle = Refresher::builder(source)
+///     .store(FileStore::new("/var/lib/myapp/token.json"))
+///     .spawn();
+/// # Ok(()) }
+/// ```
+pub struct RefreshTokenGrant {
+    endpoint: Endpoint,
+    client: Client,
+    format: BodyFormat,
+    refresh_token: SecretString,
+    params: Vec<(String, String)>,
+}
+
+impl RefreshTokenGrant {
+    /// Starts configuring the grant against `token_url`, from `refresh_token`.
+    pub fn builder(
+        token_url: impl Into<String>,
+        refresh_token: impl Into<SecretString>,
+    ) -> RefreshTokenGrantBuilder {
+        RefreshTokenGrantBuilder {
+            token_url: token_url.into(),
+            refresh_token: refresh_token.into(),
+            client_id: None,
+            client_secret: None,
+            auth: ClientAuth::default(),
+            format: BodyFormat::default(),
+            params: Vec::new(),
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+impl TokenSource for RefreshTokenGrant {
+    fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let refresh_token = ctx
+                .previous()
+                .and_then(|token| token.refresh_token())
+                .unwrap_or(&self.refresh_token)
+                .clone();
+            let mut params = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.expose_secret()),
+            ];
+            params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let request = oauth::token_request(&self.endpoint, &self.client, self.format, params);
+            let mut secrets = vec![&refresh_token];
+            secrets.extend(self.client.secret.iter());
+
+            let answer =
+                self.endpoint.exchange(request, &secrets).await.map_err(
+                    |rejection| match rejection.code.as_deref() {
+                        Some("invalid_grant") => FetchError::permanent(format!(
+                            "{}; the refresh token was rejected: a new login is needed",
+                            rejection.error
+                        )),
+                        _ => rejection.error,
+                    },
+                )?;
+            let token = response::parse_token(
+                &answer.body,
+                self.endpoint.shown(),
+                &Shape::oauth(),
+                SystemTime::now(),
+            )?;
+            Ok(match token.refresh_token() {
+                Some(_) => token, // rotated
+                None => token.with_refresh_token(refresh_token),
+            })
+        })
+    }
+}
+
+impl fmt::Debug for RefreshTokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenGrant")
+            .field("endpoint", &self.endpoint.shown())
+            .field("client_id", &self.client.id)
+            .field("auth", &self.client.auth)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures [`RefreshTokenGrant`]; [`build`](RefreshTokenGrantBuilder::build) checks it.
+#[must_use = "a builder does nothing until built"]
+pub struct RefreshTokenGrantBuilder {
+    token_url: String,
+    refresh_token: SecretString,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    auth: ClientAuth,
+    format: BodyFormat,
+    params: Vec<(String, String)>,
+    http: HttpOptions,
+}
+
+impl RefreshTokenGrantBuilder {
+    /// The client id (sent in the body for public clients, or with the secret per `auth`).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// The client secret, for confidential clients.
+    pub fn client_secret(mut self, secret: impl Into<SecretString>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// How a confidential client authenticates. Default: [`ClientAuth::Basic`].
+    pub fn auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// How the request body is encoded. Default: [`BodyFormat::Form`].
+    pub fn body_format(mut self, format: BodyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The `scope` parameter, to narrow the scope of new access tokens.
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        self.param("scope", scope)
+    }
+
+    /// Any other parameter a service requires.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// HTTP client, time and size limits. Default: [`HttpOptions::new`].
+    pub fn http(mut self, http: HttpOptions) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// If the URL is invalid or not https (loopback excepted), or the refresh token is empty.
+    pub fn build(self) -> Result<RefreshTokenGrant, ConfigError> {
+        let endpoint = Endpoint::new(&self.token_url, &self.http)?;
+        if self.refresh_token.expose_secret().is_empty() {
+            return Err(ConfigError::new(format!(
+                "refresh-token grant for {}: the refresh token is empty",
+                endpoint.shown()
+            )));
+        }
+        Ok(RefreshTokenGrant {
+            endpoint,
+            client: Client {
+                id: self.client_id,
+                secret: self.client_secret,
+                auth: self.auth,
+            },
+            format: self.format,
+            refresh_token: self.refresh_token,
+            params: self.params,
+        })
+    }
+}
+
+impl fmt::Debug for RefreshTokenGrantBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenGrantBuilder")
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
