@@ -1,0 +1,93 @@
+//! FileStore: atomic, owner-only, clear about corruption.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, json};
+use tokenwarden::store::{FileStore, TokenStore};
+use tokenwarden::{ExposeSecret, Token};
+
+fn sample() -> Token {
+    let mut extra = Map::new();
+    extra.insert("account".into(), json!("acct_7"));
+    Token::new("acc-SECRET")
+        .expires_at(SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000))
+        .with_token_type("Bearer")
+        .with_scope("read")
+        .with_refresh_token("ref-SECRET")
+        .with_extra(extra)
+}
+
+#[tokio::test]
+async fn saves_and_loads_every_part_of_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().join("nested/deeper/token.json"));
+    assert!(
+        store.load().await.unwrap().is_none(),
+        "a missing file is no token yet"
+    );
+
+    let token = sample();
+    store.save(&token).await.unwrap();
+    let loaded = store.load().await.unwrap().unwrap();
+
+    assert_eq!(loaded.expose_secret(), "acc-SECRET");
+    assert_eq!(
+        loaded.refresh_token().unwrap().expose_secret(),
+        "ref-SECRET"
+    );
+    assert_eq!(loaded.expiry(), token.expiry());
+    assert_eq!(loaded.scope(), Some("read"));
+    assert_eq!(loaded.extra()["account"], "acct_7");
+    let issued = |t: &Token| {
+        t.issued_at()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+    };
+    assert!(issued(&loaded).abs_diff(issued(&token)) < Duration::from_millis(1));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_file_is_owner_only_and_no_temporary_file_is_left() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let store = FileStore::new(&path);
+    store.save(&sample()).await.unwrap();
+    store.save(&sample()).await.unwrap(); // replaces atomically
+
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["token.json"]);
+}
+
+#[tokio::test]
+async fn corrupt_and_unknown_files_are_clear_errors_that_leave_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    for (content, expected) in [
+        (&b"garbage"[..], "is corrupt"),
+        (
+            br#"{"format": 9, "access_token": "a", "token_type": "Bearer", "issued_at": 1}"#,
+            "unknown format 9",
+        ),
+        (
+            br#"{"format": 1, "access_token": "a", "token_type": "Bearer"}"#,
+            "missing field `issued_at`",
+        ),
+    ] {
+        std::fs::write(&path, content).unwrap();
+        let error = FileStore::new(&path).load().await.unwrap_err().to_string();
+        assert!(error.contains(expected), "{error}");
+        assert!(
+            error.contains(&path.display().to_string()),
+            "names the file: {error}"
+        );
+        assert!(!error.contains("acc-"), "{error}");
+        assert_eq!(std::fs::read(&path).unwrap(), content, "left in place");
+    }
+}

@@ -1,0 +1,9 @@
+//! The built-in sources and stores, against real HTTP servers on 127.0.0.1.
+
+mod api_key;
+mod client_credentials;
+mod errors;
+mod file_store;
+mod refresh_token;
+mod server;
+mod static_and_file;
