@@ -195,3 +195,84 @@ async fn debug_and_display_of_every_public_type_hide_secrets() {
         "the source chain is shown"
     );
 }
+
+/// The HTTP sources too, with every crate's TRACE output captured (reqwest, hyper, axum):
+/// a server that echoes the key back in its errors, a refresh token, rotations.
+#[tokio::test]
+async fn the_http_sources_at_trace_level_leak_no_secret() {
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use tokenwarden::sources::ApiKeyExchange;
+
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let app = Router::new()
+        .route(
+            "/jwt",
+            post({
+                let calls = calls.clone();
+                move |headers: HeaderMap| async move {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    let key = headers["authorization"].to_str().unwrap().to_owned();
+                    if n == 0 {
+                        // A server that echoes what it was sent.
+                        return (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(json!({"error": "busy", "error_description": key})),
+                        );
+                    }
+                    (
+                        StatusCode::OK,
+                        axum::Json(json!({
+                            "token": format!("{MARK}-jwt-{n}"),
+                            "expires_in": 60,
+                            "refresh_token": format!("{MARK}-rt-{n}")
+                        })),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/refresh",
+            post(|body: String| async move {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"error": "invalid_grant", "error_description": body})),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let source = ApiKeyExchange::builder(format!("{base}/jwt"), format!("{MARK}-api-key"))
+        .refresh_url(format!("{base}/refresh"))
+        .build()
+        .unwrap();
+    let handle = Refresher::builder(source).name("leak-check-http").spawn();
+    let mut printed = vec![format!("{handle:?}")];
+    let token = handle.ready().await.unwrap(); // after one 503 and a retry
+    printed.push(format!("{token:?}"));
+    // The refresh token is refused (echoed back), then the key is exchanged again.
+    let again = handle.reject(&token).await.unwrap();
+    printed.push(format!("{again:?} {:?}", handle.state()));
+
+    let logs = logs.text();
+    assert!(logs.contains("fetching a token failed"), "{logs}");
+    assert!(
+        logs.contains("hyper") || logs.contains("reqwest"),
+        "dependency logs captured"
+    );
+    assert!(!logs.contains(MARK), "a secret in the logs:\n{logs}");
+    for text in printed {
+        assert!(!text.contains(MARK), "a secret in {text}");
+    }
+}

@@ -91,3 +91,44 @@ async fn corrupt_and_unknown_files_are_clear_errors_that_leave_the_file() {
         assert_eq!(std::fs::read(&path).unwrap(), content, "left in place");
     }
 }
+
+#[tokio::test]
+async fn the_on_save_hook_gets_each_new_token_before_readers_do() {
+    use std::sync::{Arc, Mutex};
+    use tokenwarden::Refresher;
+    use tokenwarden::sources::StaticToken;
+
+    let saved = Arc::new(Mutex::new(Vec::new()));
+    let hook = tokenwarden::store::on_save({
+        let saved = saved.clone();
+        move |token: Token| {
+            saved.lock().unwrap().push(token.expose_secret().to_owned());
+            async { Ok(()) }
+        }
+    });
+    let source = StaticToken::new(Token::new("t-1").expires_in(Duration::from_secs(60)));
+    let handle = Refresher::builder(source).store(hook).spawn();
+    handle.ready().await.unwrap();
+    assert_eq!(*saved.lock().unwrap(), ["t-1"]);
+}
+
+#[tokio::test]
+async fn a_failing_store_is_reported_and_the_token_still_served() {
+    use tokenwarden::store::StoreError;
+    use tokenwarden::{Event, Refresher};
+
+    let hook = tokenwarden::store::on_save(|_token: Token| async {
+        Err(StoreError::new("keyring locked"))
+    });
+    let source = tokenwarden::sources::StaticToken::new(
+        Token::new("t-1").expires_in(Duration::from_secs(60)),
+    );
+    let handle = Refresher::builder(source).store(hook).spawn();
+    let mut events = handle.subscribe();
+    assert_eq!(handle.ready().await.unwrap().expose_secret(), "t-1");
+    let Ok(Event::PersistFailed { error }) = events.recv().await else {
+        panic!("expected PersistFailed first");
+    };
+    assert_eq!(error.to_string(), "keyring locked");
+    assert!(matches!(events.recv().await, Ok(Event::Rotated { .. })));
+}
