@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::SecretString;
 
 use super::http::{ConfigError, Endpoint, HttpOptions};
-use super::oauth::{self, BodyFormat, Client, ClientAuth};
+use super::oauth::{self, BodyFormat, Client, ClientAuth, TokenRequest};
 use super::response::{self, Shape};
 use crate::{FetchContext, FetchFuture, TokenSource};
 
@@ -34,10 +34,7 @@ use crate::{FetchContext, FetchFuture, TokenSource};
 /// # Ok(()) }
 /// ```
 pub struct ClientCredentials {
-    endpoint: Endpoint,
-    client: Client,
-    format: BodyFormat,
-    params: Vec<(String, String)>,
+    request: TokenRequest,
     shape: Shape,
 }
 
@@ -64,14 +61,15 @@ impl ClientCredentials {
 impl TokenSource for ClientCredentials {
     fn fetch(&self, _ctx: FetchContext) -> FetchFuture<'_> {
         Box::pin(async move {
-            let mut params = vec![("grant_type", "client_credentials")];
-            params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let request = oauth::token_request(&self.endpoint, &self.client, self.format, params);
-            let secrets: Vec<&SecretString> = self.client.secret.iter().collect();
-            let answer = self.endpoint.exchange(request, &secrets).await?;
+            let endpoint = &self.request.endpoint;
+            let request = self
+                .request
+                .build(vec![("grant_type", "client_credentials")]);
+            let secrets: Vec<&SecretString> = self.request.client.secret.iter().collect();
+            let answer = endpoint.exchange(request, &secrets).await?;
             response::parse_token(
                 &answer.body,
-                self.endpoint.shown(),
+                endpoint.shown(),
                 &self.shape,
                 SystemTime::now(),
             )
@@ -81,12 +79,9 @@ impl TokenSource for ClientCredentials {
 
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("endpoint", &self.endpoint.shown())
-            .field("client_id", &self.client.id)
-            .field("auth", &self.client.auth)
-            .field("format", &self.format)
-            .finish_non_exhaustive()
+        f.debug_tuple("ClientCredentials")
+            .field(&self.request)
+            .finish()
     }
 }
 
@@ -104,22 +99,7 @@ pub struct ClientCredentialsBuilder {
 }
 
 impl ClientCredentialsBuilder {
-    /// How the client authenticates. Default: [`ClientAuth::Basic`].
-    pub fn auth(mut self, auth: ClientAuth) -> Self {
-        self.auth = auth;
-        self
-    }
-
-    /// How the request body is encoded. Default: [`BodyFormat::Form`].
-    pub fn body_format(mut self, format: BodyFormat) -> Self {
-        self.format = format;
-        self
-    }
-
-    /// The `scope` parameter (space-separated scopes).
-    pub fn scope(self, scope: impl Into<String>) -> Self {
-        self.param("scope", scope)
-    }
+    oauth::oauth_request_setters!();
 
     /// The `audience` parameter (Auth0 and others).
     pub fn audience(self, audience: impl Into<String>) -> Self {
@@ -131,22 +111,10 @@ impl ClientCredentialsBuilder {
         self.param("resource", resource)
     }
 
-    /// Any other parameter a service requires (e.g. `provider=client_credentials`).
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
-        self
-    }
-
     /// Lifetime assumed when the answer states none (no `expires_in`/`expires_at`, not a JWT
     /// with `exp`). Without it the refresher's `default_lifetime` (1 h) applies.
     pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
         self.default_lifetime = Some(lifetime);
-        self
-    }
-
-    /// HTTP client, time and size limits. Default: [`HttpOptions::new`].
-    pub fn http(mut self, http: HttpOptions) -> Self {
-        self.http = http;
         self
     }
 
@@ -164,14 +132,16 @@ impl ClientCredentialsBuilder {
             )));
         }
         Ok(ClientCredentials {
-            endpoint,
-            client: Client {
-                id: Some(self.client_id),
-                secret: Some(self.client_secret),
-                auth: self.auth,
+            request: TokenRequest {
+                endpoint,
+                client: Client {
+                    id: Some(self.client_id),
+                    secret: Some(self.client_secret),
+                    auth: self.auth,
+                },
+                format: self.format,
+                params: self.params,
             },
-            format: self.format,
-            params: self.params,
             shape: Shape {
                 default_lifetime: self.default_lifetime,
                 ..Shape::oauth()

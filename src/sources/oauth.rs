@@ -1,5 +1,7 @@
 //! The parts of an OAuth2 token request shared by the grants (RFC 6749 sections 2.3.1 and 4-6).
 
+use std::fmt;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::RequestBuilder;
@@ -32,6 +34,43 @@ pub enum BodyFormat {
     Json,
 }
 
+/// The setters every OAuth2 grant builder shares, written once. The builder needs fields
+/// `auth: ClientAuth`, `format: BodyFormat`, `params: Vec<(String, String)>` and
+/// `http: HttpOptions`.
+macro_rules! oauth_request_setters {
+    () => {
+        /// How a client with a secret authenticates. Default: [`ClientAuth::Basic`].
+        pub fn auth(mut self, auth: ClientAuth) -> Self {
+            self.auth = auth;
+            self
+        }
+
+        /// How the request body is encoded. Default: [`BodyFormat::Form`].
+        pub fn body_format(mut self, format: BodyFormat) -> Self {
+            self.format = format;
+            self
+        }
+
+        /// The `scope` parameter (space-separated scopes).
+        pub fn scope(self, scope: impl Into<String>) -> Self {
+            self.param("scope", scope)
+        }
+
+        /// Any other parameter a service requires (e.g. `provider=client_credentials`).
+        pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.params.push((name.into(), value.into()));
+            self
+        }
+
+        /// HTTP client, time and size limits. Default: [`HttpOptions::new`].
+        pub fn http(mut self, http: HttpOptions) -> Self {
+            self.http = http;
+            self
+        }
+    };
+}
+pub(crate) use oauth_request_setters;
+
 /// A client's identity at the token endpoint; the secret is optional (public clients).
 #[derive(Clone)]
 pub(crate) struct Client {
@@ -40,45 +79,64 @@ pub(crate) struct Client {
     pub(crate) auth: ClientAuth,
 }
 
-/// A token request: `params` (grant type, scope, ...) plus the client's authentication,
-/// encoded as `format`.
-pub(crate) fn token_request<'a>(
-    endpoint: &Endpoint,
-    client: &'a Client,
-    format: BodyFormat,
-    mut params: Vec<(&'a str, &'a str)>,
-) -> RequestBuilder {
-    let mut request = endpoint.post();
-    match (client.auth, &client.id, &client.secret) {
-        (ClientAuth::Basic, Some(id), Some(secret)) => {
-            request = request.header(AUTHORIZATION, basic(id, secret));
-        }
-        (_, id, secret) => {
-            if let Some(id) = id {
-                params.push(("client_id", id));
+/// What every OAuth2 grant sends besides its own parameters: where, as which client, how
+/// encoded, and the configured extra parameters (scope, audience, ...).
+#[derive(Clone)]
+pub(crate) struct TokenRequest {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) client: Client,
+    pub(crate) format: BodyFormat,
+    pub(crate) params: Vec<(String, String)>,
+}
+
+impl TokenRequest {
+    /// The request for a grant: its own parameters first, then the configured ones, plus the
+    /// client's authentication.
+    pub(crate) fn build<'a>(&'a self, mut params: Vec<(&'a str, &'a str)>) -> RequestBuilder {
+        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut request = self.endpoint.post();
+        match (self.client.auth, &self.client.id, &self.client.secret) {
+            (ClientAuth::Basic, Some(id), Some(secret)) => {
+                request = request.header(AUTHORIZATION, basic(id, secret));
             }
-            if let Some(secret) = secret {
-                params.push(("client_secret", secret.expose_secret()));
+            (_, id, secret) => {
+                if let Some(id) = id {
+                    params.push(("client_id", id));
+                }
+                if let Some(secret) = secret {
+                    params.push(("client_secret", secret.expose_secret()));
+                }
+            }
+        }
+        match self.format {
+            BodyFormat::Form => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                form.extend_pairs(params);
+                request
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form.finish())
+            }
+            BodyFormat::Json => {
+                let object: Map<String, Value> = params
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                    .collect();
+                request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Value::Object(object).to_string())
             }
         }
     }
-    match format {
-        BodyFormat::Form => {
-            let mut form = form_urlencoded::Serializer::new(String::new());
-            form.extend_pairs(params);
-            request
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(form.finish())
-        }
-        BodyFormat::Json => {
-            let object: Map<String, Value> = params
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-                .collect();
-            request
-                .header(CONTENT_TYPE, "application/json")
-                .body(Value::Object(object).to_string())
-        }
+}
+
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("endpoint", &self.endpoint.shown())
+            .field("client_id", &self.client.id)
+            .field("auth", &self.client.auth)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::http::{ConfigError, Endpoint, HttpOptions};
-use super::oauth::{self, BodyFormat, Client, ClientAuth};
+use super::oauth::{self, BodyFormat, Client, ClientAuth, TokenRequest};
 use super::response::{self, Shape};
 use crate::{FetchContext, FetchError, FetchFuture, TokenSource};
 
@@ -40,11 +40,8 @@ use crate::{FetchContext, FetchError, FetchFuture, TokenSource};
 /// # Ok(()) }
 /// ```
 pub struct RefreshTokenGrant {
-    endpoint: Endpoint,
-    client: Client,
-    format: BodyFormat,
+    request: TokenRequest,
     refresh_token: SecretString,
-    params: Vec<(String, String)>,
 }
 
 impl RefreshTokenGrant {
@@ -74,28 +71,27 @@ impl TokenSource for RefreshTokenGrant {
                 .and_then(|token| token.refresh_token())
                 .unwrap_or(&self.refresh_token)
                 .clone();
-            let mut params = vec![
+            let endpoint = &self.request.endpoint;
+            let request = self.request.build(vec![
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token.expose_secret()),
-            ];
-            params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let request = oauth::token_request(&self.endpoint, &self.client, self.format, params);
+            ]);
             let mut secrets = vec![&refresh_token];
-            secrets.extend(self.client.secret.iter());
+            secrets.extend(self.request.client.secret.iter());
 
-            let answer =
-                self.endpoint.exchange(request, &secrets).await.map_err(
-                    |rejection| match rejection.code.as_deref() {
-                        Some("invalid_grant") => FetchError::permanent(format!(
-                            "{}; the refresh token was rejected: a new login is needed",
-                            rejection.error
-                        )),
-                        _ => rejection.error,
-                    },
-                )?;
+            let answer = endpoint
+                .exchange(request, &secrets)
+                .await
+                .map_err(|rejection| match rejection.code.as_deref() {
+                    Some("invalid_grant") => FetchError::permanent(format!(
+                        "{}; the refresh token was rejected: a new login is needed",
+                        rejection.error
+                    )),
+                    _ => rejection.error,
+                })?;
             let token = response::parse_token(
                 &answer.body,
-                self.endpoint.shown(),
+                endpoint.shown(),
                 &Shape::oauth(),
                 SystemTime::now(),
             )?;
@@ -109,12 +105,9 @@ impl TokenSource for RefreshTokenGrant {
 
 impl fmt::Debug for RefreshTokenGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshTokenGrant")
-            .field("endpoint", &self.endpoint.shown())
-            .field("client_id", &self.client.id)
-            .field("auth", &self.client.auth)
-            .field("format", &self.format)
-            .finish_non_exhaustive()
+        f.debug_tuple("RefreshTokenGrant")
+            .field(&self.request)
+            .finish()
     }
 }
 
@@ -144,34 +137,7 @@ impl RefreshTokenGrantBuilder {
         self
     }
 
-    /// How a confidential client authenticates. Default: [`ClientAuth::Basic`].
-    pub fn auth(mut self, auth: ClientAuth) -> Self {
-        self.auth = auth;
-        self
-    }
-
-    /// How the request body is encoded. Default: [`BodyFormat::Form`].
-    pub fn body_format(mut self, format: BodyFormat) -> Self {
-        self.format = format;
-        self
-    }
-
-    /// The `scope` parameter, to narrow the scope of new access tokens.
-    pub fn scope(self, scope: impl Into<String>) -> Self {
-        self.param("scope", scope)
-    }
-
-    /// Any other parameter a service requires.
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
-        self
-    }
-
-    /// HTTP client, time and size limits. Default: [`HttpOptions::new`].
-    pub fn http(mut self, http: HttpOptions) -> Self {
-        self.http = http;
-        self
-    }
+    oauth::oauth_request_setters!();
 
     /// Checks the configuration.
     ///
@@ -187,15 +153,17 @@ impl RefreshTokenGrantBuilder {
             )));
         }
         Ok(RefreshTokenGrant {
-            endpoint,
-            client: Client {
-                id: self.client_id,
-                secret: self.client_secret,
-                auth: self.auth,
+            request: TokenRequest {
+                endpoint,
+                client: Client {
+                    id: self.client_id,
+                    secret: self.client_secret,
+                    auth: self.auth,
+                },
+                format: self.format,
+                params: self.params,
             },
-            format: self.format,
             refresh_token: self.refresh_token,
-            params: self.params,
         })
     }
 }
