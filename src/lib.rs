@@ -47,6 +47,7 @@
 mod clock;
 mod duration_format;
 mod error;
+pub mod integrations;
 mod jwt;
 mod policy;
 mod refresher;
@@ -57,6 +58,7 @@ mod token;
 
 pub use clock::Clock;
 pub use error::{Error, FetchError, FetchErrorKind};
+pub use integrations::RequestBuilderExt;
 pub use policy::{Backoff, RefreshPolicy};
 pub use refresher::{Event, Refresher, RefresherBuilder, TokenHandle, TokenState};
 pub use secrecy::{ExposeSecret, SecretString};
