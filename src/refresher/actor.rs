@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::duration_format::Readable;
 use crate::policy::{backoff, schedule};
+use crate::registry::FetchLimit;
 use crate::store::{StoreError, TokenStore};
 use crate::{
     Clock, Error, Event, FetchContext, FetchError, FetchReason, RefreshPolicy, Token, TokenSource,
@@ -29,6 +30,9 @@ use crate::{
 const LONGEST_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub(crate) type Reply = oneshot::Sender<Result<Token, Error>>;
+
+/// A function told of every event, besides the broadcast channel.
+pub(crate) type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// A request from a handle that needs an answer.
 pub(crate) enum Command {
@@ -47,6 +51,10 @@ pub(crate) struct Setup {
     pub(crate) clock: Clock,
     pub(crate) initial: Option<Token>,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
+    /// A cap on concurrent fetches shared with other credentials (a registry's).
+    pub(crate) limit: Option<FetchLimit>,
+    /// Also told of every event (a registry's merged stream).
+    pub(crate) event_hook: Option<EventHook>,
     pub(crate) state: watch::Sender<TokenState>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) commands: mpsc::Receiver<Command>,
@@ -283,20 +291,32 @@ impl Actor {
     fn start_fetch(&mut self) {
         let reason = self.next_reason.take().unwrap_or(self.scheduled_reason());
         let attempt = self.failures + 1;
-        let started_at = self.now();
-        let context = FetchContext::for_attempt(reason, self.token.clone(), attempt, started_at);
         debug!(%reason, attempt, "fetching a token");
         self.last_fetch_started = Some(Instant::now());
         self.next_fetch = None;
+
+        let previous = self.token.clone();
+        // With a shared cap, the most urgent credential fetches first: the one whose token
+        // expires soonest, and before all, one without a valid token.
+        let urgency = self
+            .valid_token()
+            .and_then(Token::expiry)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let limit = self.setup.limit.clone();
+        let (source, store) = (self.setup.source.clone(), self.setup.store.clone());
+        let (clock, name) = (self.setup.clock.clone(), self.setup.name.clone());
+        let timeout = self.policy().fetch_timeout;
+        let future = async move {
+            let _permit = match &limit {
+                Some(limit) => Some(limit.acquire(urgency).await),
+                None => None,
+            };
+            // Measured from here, once the fetch really starts.
+            let context = FetchContext::for_attempt(reason, previous, attempt, clock.now());
+            fetch_and_keep(source, store, context, timeout, clock, name).await
+        };
         self.in_flight = Some(InFlight {
-            future: Box::pin(fetch_and_keep(
-                self.setup.source.clone(),
-                self.setup.store.clone(),
-                context,
-                self.policy().fetch_timeout,
-                self.setup.clock.clone(),
-                self.setup.name.clone(),
-            )),
+            future: Box::pin(future),
             reason,
         });
         self.publish();
@@ -465,6 +485,9 @@ impl Actor {
     }
 
     fn emit(&self, event: Event) {
+        if let Some(hook) = &self.setup.event_hook {
+            hook(&event);
+        }
         // No subscribers is fine; a lagging one loses old events, never slows us.
         let _ = self.setup.events.send(event);
     }
@@ -481,7 +504,7 @@ impl Actor {
 impl Drop for Actor {
     fn drop(&mut self) {
         self.setup.state.send_replace(TokenState::Stopped);
-        let _ = self.setup.events.send(Event::Stopped);
+        self.emit(Event::Stopped);
         info!("refresher stopped");
         // `waiters` drop next: their callers get `Error::Stopped`.
     }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::actor::{Actor, Setup};
+use super::actor::{Actor, EventHook, Setup};
 use super::handle::Ends;
+use crate::registry::FetchLimit;
 use crate::store::TokenStore;
 use crate::{Clock, RefreshPolicy, Token, TokenHandle, TokenSource, TokenState};
 
@@ -42,13 +44,14 @@ impl Refresher {
     pub fn builder(source: impl TokenSource) -> RefresherBuilder {
         RefresherBuilder {
             source: Arc::new(source),
-            name: Arc::from("credential"),
+            name: None,
             policy: RefreshPolicy::default(),
             cancel: None,
             initial: None,
             store: None,
             clock: Clock::system(),
             event_capacity: 64,
+            joined: None,
         }
     }
 }
@@ -57,13 +60,22 @@ impl Refresher {
 #[must_use = "a builder does nothing until spawned"]
 pub struct RefresherBuilder {
     source: Arc<dyn TokenSource>,
-    name: Arc<str>,
+    name: Option<Arc<str>>,
     policy: RefreshPolicy,
     cancel: Option<CancellationToken>,
     initial: Option<Token>,
     store: Option<Arc<dyn TokenStore>>,
     clock: Clock,
     event_capacity: usize,
+    /// Set by a registry: where to spawn, the shared fetch cap, the merged event stream.
+    pub(crate) joined: Option<Joined>,
+}
+
+/// What a [`Registry`](crate::Registry) adds to the refreshers it spawns.
+pub(crate) struct Joined {
+    pub(crate) tracker: TaskTracker,
+    pub(crate) limit: FetchLimit,
+    pub(crate) event_hook: EventHook,
 }
 
 impl fmt::Debug for RefresherBuilder {
@@ -76,6 +88,7 @@ impl fmt::Debug for RefresherBuilder {
             .field("store", &self.store.is_some())
             .field("clock", &self.clock)
             .field("event_capacity", &self.event_capacity)
+            .field("in_registry", &self.joined.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,13 +96,21 @@ impl fmt::Debug for RefresherBuilder {
 impl RefresherBuilder {
     /// Names the credential in tracing spans, logs and error messages. Default: `credential`.
     pub fn name(mut self, name: impl Into<String>) -> RefresherBuilder {
-        self.name = Arc::from(name.into());
+        self.name = Some(Arc::from(name.into()));
         self
     }
 
     /// When to refresh and how to retry. Default: [`RefreshPolicy::default`].
     pub fn policy(mut self, policy: RefreshPolicy) -> RefresherBuilder {
         self.policy = policy;
+        self
+    }
+
+    /// Names it `name` unless it was named already (a registry names credentials by key).
+    pub(crate) fn name_if_unnamed(mut self, name: impl FnOnce() -> String) -> RefresherBuilder {
+        if self.name.is_none() {
+            self.name = Some(Arc::from(name()));
+        }
         self
     }
 
@@ -137,6 +158,7 @@ impl RefresherBuilder {
     ///
     /// If called outside a tokio runtime, like `tokio::spawn`.
     pub fn spawn(self) -> TokenHandle {
+        let name = self.name.unwrap_or_else(|| Arc::from("credential"));
         let (state_tx, state_rx) = watch::channel(TokenState::Pending { last_error: None });
         let (events, _) = broadcast::channel(self.event_capacity);
         // Commands carry replies and may wait for room; wake-ups are idempotent, so one slot
@@ -147,24 +169,38 @@ impl RefresherBuilder {
             .cancel
             .map_or_else(CancellationToken::new, |parent| parent.child_token());
 
-        let span = tracing::info_span!("tokenwarden", credential = %self.name);
+        let span = tracing::info_span!("tokenwarden", credential = %name);
+        let (tracker, limit, event_hook) = match self.joined {
+            Some(joined) => (
+                Some(joined.tracker),
+                Some(joined.limit),
+                Some(joined.event_hook),
+            ),
+            None => (None, None, None),
+        };
         let actor = Actor::new(Setup {
-            name: self.name.clone(),
+            name: name.clone(),
             source: self.source,
             policy: self.policy,
             clock: self.clock.clone(),
             initial: self.initial,
             store: self.store,
+            limit,
+            event_hook,
             state: state_tx,
             events: events.clone(),
             commands: command_rx,
             wake: wake_rx,
             cancel: cancel.clone(),
         });
-        tokio::spawn(actor.run().instrument(span));
+        let task = actor.run().instrument(span);
+        match tracker {
+            Some(tracker) => drop(tracker.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
 
         TokenHandle::new(Ends {
-            name: self.name,
+            name,
             clock: self.clock,
             state: state_rx,
             commands: command_tx,

@@ -7,6 +7,7 @@ mod event;
 mod handle;
 mod state;
 
+pub(crate) use builder::Joined;
 pub use builder::{Refresher, RefresherBuilder};
 pub use event::Event;
 pub use handle::TokenHandle;
