@@ -1,6 +1,6 @@
 //! The actor: one task per credential that owns all of its mutable state.
 //!
-//! The loop is glue: it waits on cancellation, commands, reader wake-ups, the in-flight fetch
+//! The loop is glue: it waits on cancellation, commands (reader wake-ups among them), the in-flight fetch
 //! and one timer, and hands each to a method that updates the state and publishes it. When to
 //! refresh and how long to back off are decided by the pure functions in `crate::policy`.
 
@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::event::EventChannel;
 use crate::duration_format::Readable;
 use crate::policy::{backoff, schedule};
 use crate::registry::FetchLimit;
@@ -41,6 +42,9 @@ pub(crate) enum Command {
     /// A server rejected `token`: fetch if it is still the current one, else answer with the
     /// current one.
     Reject { token: Token, reply: Reply },
+    /// A reader found no valid token (sent with `try_send`: a full queue means a fetch is
+    /// coming anyway).
+    Wake,
 }
 
 /// What the actor is given at spawn time.
@@ -56,9 +60,8 @@ pub(crate) struct Setup {
     /// Also told of every event (a registry's merged stream).
     pub(crate) event_hook: Option<EventHook>,
     pub(crate) state: watch::Sender<TokenState>,
-    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) events: Arc<EventChannel>,
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) wake: mpsc::Receiver<()>,
     pub(crate) cancel: CancellationToken,
 }
 
@@ -147,10 +150,6 @@ impl Actor {
                     Some(command) => self.on_command(command),
                     None => break, // every handle is gone
                 },
-                woken = self.setup.wake.recv() => match woken {
-                    Some(()) => self.on_wake(),
-                    None => break,
-                },
                 result = fetch_result(&mut self.in_flight) => self.on_fetched(result),
                 () = sleep_until(timer) => self.on_timer(),
             }
@@ -222,6 +221,7 @@ impl Actor {
                 self.waiters.push(reply);
                 self.request_fetch(FetchReason::Rejected);
             }
+            Command::Wake => self.on_wake(),
         }
     }
 
@@ -488,8 +488,7 @@ impl Actor {
         if let Some(hook) = &self.setup.event_hook {
             hook(&event);
         }
-        // No subscribers is fine; a lagging one loses old events, never slows us.
-        let _ = self.setup.events.send(event);
+        self.setup.events.send(event);
     }
 
     fn next_timer(&self) -> Option<Instant> {

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::actor::{Actor, EventHook, Setup};
+use super::event::EventChannel;
 use super::handle::Ends;
 use crate::registry::FetchLimit;
 use crate::store::TokenStore;
@@ -160,11 +161,9 @@ impl RefresherBuilder {
     pub fn spawn(self) -> TokenHandle {
         let name = self.name.unwrap_or_else(|| Arc::from("credential"));
         let (state_tx, state_rx) = watch::channel(TokenState::Pending { last_error: None });
-        let (events, _) = broadcast::channel(self.event_capacity);
-        // Commands carry replies and may wait for room; wake-ups are idempotent, so one slot
-        // is enough and a full slot means one is already queued.
+        let events = Arc::new(EventChannel::new(self.event_capacity));
+        // Commands carry replies and may wait for room.
         let (command_tx, command_rx) = mpsc::channel(32);
-        let (wake_tx, wake_rx) = mpsc::channel(1);
         let cancel = self
             .cancel
             .map_or_else(CancellationToken::new, |parent| parent.child_token());
@@ -190,7 +189,6 @@ impl RefresherBuilder {
             state: state_tx,
             events: events.clone(),
             commands: command_rx,
-            wake: wake_rx,
             cancel: cancel.clone(),
         });
         let task = actor.run().instrument(span);
@@ -204,7 +202,6 @@ impl RefresherBuilder {
             clock: self.clock,
             state: state_rx,
             commands: command_tx,
-            wake: wake_tx,
             events,
             cancel,
         })

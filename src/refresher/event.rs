@@ -1,6 +1,9 @@
 //! [`Event`]: what subscribers of a credential are told.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use tokio::sync::broadcast;
 
 use crate::store::StoreError;
 use crate::{FetchError, FetchReason, Token};
@@ -67,4 +70,36 @@ pub enum Event {
     },
     /// The refresher stopped; no further events follow.
     Stopped,
+}
+
+/// A credential's broadcast channel of events, created on the first `subscribe()`: most
+/// credentials in a large process are never subscribed to individually, and a channel
+/// preallocates every slot (64 by default, about 5 KiB).
+#[derive(Debug)]
+pub(crate) struct EventChannel {
+    capacity: usize,
+    sender: OnceLock<broadcast::Sender<Event>>,
+}
+
+impl EventChannel {
+    pub(crate) fn new(capacity: usize) -> EventChannel {
+        EventChannel {
+            capacity: capacity.max(1),
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// Sends to current subscribers, if any; never waits.
+    pub(crate) fn send(&self, event: Event) {
+        if let Some(sender) = self.sender.get() {
+            // No receivers left is fine; a lagging one loses old events, never slows us.
+            let _ = sender.send(event);
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender
+            .get_or_init(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
 }

@@ -7,6 +7,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::actor::Command;
+use super::event::EventChannel;
 use crate::{Clock, Error, Event, Token, TokenState};
 
 /// A handle to one credential's refresher. Cheap to clone; `Send + Sync`.
@@ -52,8 +53,7 @@ pub(crate) struct Ends {
     pub(crate) clock: Clock,
     pub(crate) state: watch::Receiver<TokenState>,
     pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) wake: mpsc::Sender<()>,
-    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) events: Arc<EventChannel>,
     pub(crate) cancel: CancellationToken,
 }
 
@@ -86,8 +86,8 @@ impl TokenHandle {
         let clock = &self.ends.clock;
         let result = self.ends.state.borrow().read(|at| clock.has_passed(at));
         if let Err(Error::Pending { .. } | Error::Expired { .. }) = result {
-            // Full means a wake-up is already queued.
-            let _ = self.ends.wake.try_send(());
+            // A full queue means a fetch is coming anyway.
+            let _ = self.ends.commands.try_send(Command::Wake);
         }
         result
     }
