@@ -44,6 +44,17 @@ impl Captured {
     }
 }
 
+/// Captures every crate's logs at TRACE on this thread while the guard lives.
+fn capture_trace() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
 /// A source whose tokens carry secrets everywhere a token can: the access token, the refresh
 /// token and an extra field. Every third fetch fails, every seventh permanently.
 fn secretive_source() -> impl tokenwarden::TokenSource {
@@ -74,13 +85,7 @@ fn secretive_source() -> impl tokenwarden::TokenSource {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_rotation_at_trace_level_leaks_no_secret() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_trace();
 
     let handle = Refresher::builder(secretive_source())
         .name("leak-check")
@@ -205,13 +210,7 @@ async fn the_http_sources_at_trace_level_leak_no_secret() {
     use axum::routing::post;
     use tokenwarden::sources::ApiKeyExchange;
 
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_trace();
 
     let calls = Arc::new(AtomicU32::new(0));
     let app = Router::new()

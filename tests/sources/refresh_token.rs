@@ -12,6 +12,17 @@ use tokio::sync::watch;
 
 use crate::server::{Reply, Server, assert_no_secret};
 
+/// The grant against `server`, from the login's refresh token `ref-1`.
+fn grant(server: &Server) -> RefreshTokenGrant {
+    RefreshTokenGrant::builder(server.url("/token"), "ref-1")
+        .build()
+        .unwrap()
+}
+
+fn initial() -> FetchContext {
+    FetchContext::new(FetchReason::Initial)
+}
+
 fn rotated(access: &str, refresh: &str) -> Reply {
     Reply::json(
         200,
@@ -28,10 +39,7 @@ async fn sends_the_grant_and_uses_the_newest_refresh_token() {
         .build()
         .unwrap();
 
-    let first = source
-        .fetch(FetchContext::new(FetchReason::Initial))
-        .await
-        .unwrap();
+    let first = source.fetch(initial()).await.unwrap();
     assert_eq!(first.refresh_token().unwrap().expose_secret(), "ref-2");
     let form = server.request(0).form();
     assert_eq!(
@@ -60,14 +68,9 @@ async fn invalid_grant_is_permanent_and_asks_for_a_new_login() {
         400,
         json!({"error": "invalid_grant", "error_description": "refresh token ref-1 was revoked"}),
     )]);
-    let source = RefreshTokenGrant::builder(server.url("/token"), "ref-1")
-        .build()
-        .unwrap();
+    let source = grant(&server);
 
-    let error = source
-        .fetch(FetchContext::new(FetchReason::Initial))
-        .await
-        .unwrap_err();
+    let error = source.fetch(initial()).await.unwrap_err();
     assert!(error.is_permanent());
     let text = error.to_string();
     assert!(
@@ -93,13 +96,8 @@ async fn claims_of_the_access_token_are_readable() {
     );
     let server = Server::start().await;
     server.reply([rotated(&jwt, "ref-2")]);
-    let source = RefreshTokenGrant::builder(server.url("/token"), "ref-1")
-        .build()
-        .unwrap();
-    let token = source
-        .fetch(FetchContext::new(FetchReason::Initial))
-        .await
-        .unwrap();
+    let source = grant(&server);
+    let token = source.fetch(initial()).await.unwrap();
     assert_eq!(
         token.claims().unwrap()["https://api.test/account_id"],
         "acct_7"
@@ -143,9 +141,7 @@ impl TokenStore for Witness {
 async fn a_rotated_refresh_token_is_saved_before_the_new_token_is_published() {
     let server = Server::start().await;
     server.reply([rotated("acc-1", "ref-2"), rotated("acc-2", "ref-3")]);
-    let source = RefreshTokenGrant::builder(server.url("/token"), "ref-1")
-        .build()
-        .unwrap();
+    let source = grant(&server);
     let witness = Witness::default();
     let handle = Refresher::builder(source).store(witness.clone()).spawn();
     *witness.published.lock().unwrap() = Some(handle.watch());
@@ -178,9 +174,7 @@ async fn a_restart_resumes_from_the_store_without_a_new_login() {
     server.reply([rotated("acc-1", "ref-2")]);
 
     // First run: the login's refresh token is rotated and stored.
-    let source = RefreshTokenGrant::builder(server.url("/token"), "ref-1")
-        .build()
-        .unwrap();
+    let source = grant(&server);
     let handle = Refresher::builder(source)
         .store(FileStore::new(&path))
         .spawn();
@@ -189,9 +183,7 @@ async fn a_restart_resumes_from_the_store_without_a_new_login() {
     handle.stopped().await;
 
     // Second run, still valid: no request at all.
-    let source = RefreshTokenGrant::builder(server.url("/token"), "ref-1")
-        .build()
-        .unwrap();
+    let source = grant(&server);
     let handle = Refresher::builder(source)
         .store(FileStore::new(&path))
         .spawn();
@@ -218,9 +210,7 @@ async fn a_corrupt_store_is_reported_left_in_place_and_the_credential_still_work
     assert!(error.contains("left in place"), "{error}");
     assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
 
-    let source = RefreshTokenGrant::builder(server.url("/token"), "ref-1")
-        .build()
-        .unwrap();
+    let source = grant(&server);
     let handle = Refresher::builder(source)
         .store(FileStore::new(&path))
         .spawn();
