@@ -62,12 +62,12 @@ fn secretive_source() -> impl tokenwarden::TokenSource {
     tokenwarden::from_fn(move |_ctx| {
         let n = n.fetch_add(1, Ordering::SeqCst) + 1;
         async move {
-            if n % 7 == 0 {
+            if n.is_multiple_of(7) {
                 return Err(FetchError::permanent(
                     "https://auth.test/token: invalid_grant",
                 ));
             }
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 return Err(
                     FetchError::transient("https://auth.test/token answered 503")
                         .with_retry_after(Duration::from_secs(2)),

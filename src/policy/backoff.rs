@@ -123,10 +123,10 @@ mod tests {
             if let Some(after) = after {
                 prop_assert!(delay >= after);
             }
-            if let (Some(left), None) = (left, after) {
-                if left >= 2 * policy.min_interval {
-                    prop_assert!(delay < left, "a try is kept before expiry");
-                }
+            if let (Some(left), None) = (left, after)
+                && left >= 2 * policy.min_interval
+            {
+                prop_assert!(delay < left, "a try is kept before expiry");
             }
         }
     }
