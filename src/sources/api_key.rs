@@ -128,12 +128,13 @@ impl ApiKeyExchange {
         let answer = endpoint
             .exchange(request, &[refresh_token, &self.key])
             .await?;
-        let token =
-            response::parse_token(&answer.body, endpoint.shown(), shape, SystemTime::now())?;
-        Ok(match token.refresh_token() {
-            Some(_) => token,
-            None => token.with_refresh_token(refresh_token.clone()),
-        })
+        response::parse_refreshed(
+            &answer.body,
+            endpoint.shown(),
+            shape,
+            SystemTime::now(),
+            refresh_token,
+        )
     }
 }
 

@@ -89,16 +89,13 @@ impl TokenSource for RefreshTokenGrant {
                     )),
                     _ => rejection.error,
                 })?;
-            let token = response::parse_token(
+            response::parse_refreshed(
                 &answer.body,
                 endpoint.shown(),
                 &Shape::oauth(),
                 SystemTime::now(),
-            )?;
-            Ok(match token.refresh_token() {
-                Some(_) => token, // rotated
-                None => token.with_refresh_token(refresh_token),
-            })
+                &refresh_token,
+            )
         })
     }
 }

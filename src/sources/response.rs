@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use crate::{FetchError, FetchErrorKind, Token};
@@ -113,6 +114,23 @@ pub(crate) fn parse_token(
         Some(_) => return Err(bad("field `refresh_token` is not a string".into())),
     }
     Ok(token.with_extra(fields))
+}
+
+/// The token in an answer to a refresh made with `used`. A server that does not rotate the
+/// refresh token leaves it out of the answer (RFC 6749 section 6): the one used stays valid and
+/// is carried over, so the next refresh (and the store) has it.
+pub(crate) fn parse_refreshed(
+    body: &[u8],
+    endpoint: &str,
+    shape: &Shape,
+    now: SystemTime,
+    used: &SecretString,
+) -> Result<Token, FetchError> {
+    let token = parse_token(body, endpoint, shape, now)?;
+    Ok(match token.refresh_token() {
+        Some(_) => token, // rotated
+        None => token.with_refresh_token(used.clone()),
+    })
 }
 
 /// A number of seconds, as a JSON number or a numeric string (some servers quote it). Negative
@@ -342,6 +360,19 @@ mod tests {
         );
         let none = parse(json!({"access_token": "opaque"})).unwrap();
         assert_eq!(none.expiry(), None);
+    }
+
+    #[test]
+    fn a_refresh_answer_keeps_the_refresh_token_it_does_not_rotate() {
+        use secrecy::ExposeSecret;
+        let used = SecretString::from("r1");
+        let kept = json!({"access_token": "a"}).to_string();
+        let kept = parse_refreshed(kept.as_bytes(), "e", &Shape::oauth(), now(), &used).unwrap();
+        assert_eq!(kept.refresh_token().unwrap().expose_secret(), "r1");
+        let rotated = json!({"access_token": "a", "refresh_token": "r2"}).to_string();
+        let rotated =
+            parse_refreshed(rotated.as_bytes(), "e", &Shape::oauth(), now(), &used).unwrap();
+        assert_eq!(rotated.refresh_token().unwrap().expose_secret(), "r2");
     }
 
     #[test]
