@@ -206,9 +206,7 @@ impl Token {
             t if t.eq_ignore_ascii_case("bearer") => "Bearer",
             t => t,
         };
-        let mut value = HeaderValue::try_from(format!("{scheme} {}", self.expose_secret()))?;
-        value.set_sensitive(true);
-        Ok(value)
+        sensitive_authorization(scheme, self.expose_secret())
     }
 
     /// Why this token cannot be handed out, if it cannot.
@@ -262,6 +260,17 @@ impl fmt::Debug for Token {
             .field("extra_fields", &inner.extra.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// `<scheme> <credentials>` as an `Authorization` value, marked sensitive so HTTP libraries keep
+/// it out of their logs: for tokens, API keys and client credentials alike.
+pub(crate) fn sensitive_authorization(
+    scheme: &str,
+    credentials: &str,
+) -> Result<HeaderValue, InvalidHeaderValue> {
+    let mut value = HeaderValue::try_from(format!("{scheme} {credentials}"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A time as an RFC 3339 string in `Debug` output (`None` as `never`).

@@ -6,7 +6,7 @@ use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next, Result};
 
-use crate::{Error, FetchError, Token, TokenHandle};
+use crate::{Token, TokenHandle};
 
 /// Attaches the credential's current token to every request; when the server rejects it (a
 /// 401, or `WWW-Authenticate: Bearer error="invalid_token"`), tells the refresher
@@ -44,11 +44,7 @@ impl TokenAuth {
 }
 
 fn authorize(request: &mut Request, token: &Token) -> Result<()> {
-    let header = token.authorization_header().map_err(|_| {
-        reqwest_middleware::Error::middleware(Error::Failed(FetchError::permanent(
-            "the token cannot be used as an Authorization header",
-        )))
-    })?;
+    let header = super::authorization(token).map_err(reqwest_middleware::Error::middleware)?;
     request.headers_mut().insert(AUTHORIZATION, header);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use reqwest::RequestBuilder;
 use reqwest::header::AUTHORIZATION;
 
-use crate::{Error, FetchError, TokenHandle};
+use crate::{Error, TokenHandle};
 
 /// Sets `Authorization` on a reqwest request from a [`TokenHandle`].
 ///
@@ -29,14 +29,7 @@ pub trait RequestBuilderExt: Sized {
 
 impl RequestBuilderExt for RequestBuilder {
     fn with_token(self, handle: &TokenHandle) -> Result<Self, Error> {
-        let token = handle.current()?;
-        let header = token.authorization_header().map_err(|_| {
-            // Tokens are checked for this before they are published; kept as an error, not a
-            // panic, in case a source's token type slips through.
-            Error::Failed(FetchError::permanent(
-                "the token cannot be used as an Authorization header",
-            ))
-        })?;
+        let header = super::authorization(&handle.current()?)?;
         Ok(self.header(AUTHORIZATION, header))
     }
 }

@@ -4,13 +4,14 @@ use std::fmt;
 use std::time::SystemTime;
 
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tracing::debug;
 
 use super::http::{ConfigError, Endpoint, HttpOptions};
 use super::response::{self, Shape};
+use crate::token::sensitive_authorization;
 use crate::{FetchContext, FetchError, FetchFuture, Token, TokenSource, jwt};
 
 /// Trades a long-lived API key for short-lived tokens (often JWTs): a `POST` to a configurable
@@ -89,14 +90,12 @@ impl ApiKeyExchange {
         body: Option<&Value>,
         shape: &Shape,
     ) -> Result<Token, FetchError> {
-        let mut bearer = HeaderValue::try_from(format!("Bearer {}", self.key.expose_secret()))
-            .map_err(|_| {
-                FetchError::permanent(format!(
-                    "{}: the API key has characters that cannot go in an HTTP header",
-                    endpoint.shown()
-                ))
-            })?;
-        bearer.set_sensitive(true);
+        let bearer = sensitive_authorization("Bearer", self.key.expose_secret()).map_err(|_| {
+            FetchError::permanent(format!(
+                "{}: the API key has characters that cannot go in an HTTP header",
+                endpoint.shown()
+            ))
+        })?;
         let mut request = endpoint.post().header(AUTHORIZATION, bearer);
         if let Some(body) = body {
             request = request

@@ -64,7 +64,7 @@ impl TokenSource for ClientCredentials {
             let endpoint = &self.request.endpoint;
             let request = self
                 .request
-                .build(vec![("grant_type", "client_credentials")]);
+                .build(vec![("grant_type", "client_credentials")])?;
             let secrets: Vec<&SecretString> = self.request.client.secret.iter().collect();
             let answer = endpoint.exchange(request, &secrets).await?;
             response::parse_token(

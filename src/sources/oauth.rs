@@ -6,6 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::RequestBuilder;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+
+use crate::FetchError;
+use crate::token::sensitive_authorization;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
@@ -92,12 +95,15 @@ pub(crate) struct TokenRequest {
 impl TokenRequest {
     /// The request for a grant: its own parameters first, then the configured ones, plus the
     /// client's authentication.
-    pub(crate) fn build<'a>(&'a self, mut params: Vec<(&'a str, &'a str)>) -> RequestBuilder {
+    pub(crate) fn build<'a>(
+        &'a self,
+        mut params: Vec<(&'a str, &'a str)>,
+    ) -> Result<RequestBuilder, FetchError> {
         params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut request = self.endpoint.post();
         match (self.client.auth, &self.client.id, &self.client.secret) {
             (ClientAuth::Basic, Some(id), Some(secret)) => {
-                request = request.header(AUTHORIZATION, basic(id, secret));
+                request = request.header(AUTHORIZATION, basic(id, secret)?);
             }
             (_, id, secret) => {
                 if let Some(id) = id {
@@ -112,18 +118,18 @@ impl TokenRequest {
             BodyFormat::Form => {
                 let mut form = form_urlencoded::Serializer::new(String::new());
                 form.extend_pairs(params);
-                request
+                Ok(request
                     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(form.finish())
+                    .body(form.finish()))
             }
             BodyFormat::Json => {
                 let object: Map<String, Value> = params
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
                     .collect();
-                request
+                Ok(request
                     .header(CONTENT_TYPE, "application/json")
-                    .body(Value::Object(object).to_string())
+                    .body(Value::Object(object).to_string()))
             }
         }
     }
@@ -140,14 +146,13 @@ impl fmt::Debug for TokenRequest {
     }
 }
 
-/// `Basic base64(urlencode(id) ":" urlencode(secret))`, marked sensitive.
-fn basic(id: &str, secret: &SecretString) -> HeaderValue {
+/// `Basic base64(urlencode(id) ":" urlencode(secret))`, marked sensitive. (Base64 always fits
+/// in a header; the error path exists so nothing here can panic.)
+fn basic(id: &str, secret: &SecretString) -> Result<HeaderValue, FetchError> {
     let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let credentials = format!("{}:{}", encode(id), encode(secret.expose_secret()));
-    let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-        .expect("base64 is a valid header value");
-    value.set_sensitive(true);
-    value
+    sensitive_authorization("Basic", &STANDARD.encode(credentials))
+        .map_err(|_| FetchError::permanent("the client credentials cannot go in a header"))
 }
 
 #[cfg(test)]
@@ -156,7 +161,7 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_encoded_first() {
-        let value = basic("my client", &SecretString::from("s3:cr/t"));
+        let value = basic("my client", &SecretString::from("s3:cr/t")).unwrap();
         let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
         let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
         assert_eq!(decoded, "my+client:s3%3Acr%2Ft");

@@ -75,7 +75,7 @@ impl TokenSource for RefreshTokenGrant {
             let request = self.request.build(vec![
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token.expose_secret()),
-            ]);
+            ])?;
             let mut secrets = vec![&refresh_token];
             secrets.extend(self.request.client.secret.iter());
 
