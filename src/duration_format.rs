@@ -38,6 +38,13 @@ impl fmt::Display for Readable {
     }
 }
 
+/// How long a token has left at `now`, for log lines: `4m 12s`, or `never` without an expiry.
+pub(crate) fn time_left(token: &crate::Token, now: std::time::SystemTime) -> String {
+    token
+        .time_left(now)
+        .map_or_else(|| "never".into(), |left| Readable(left).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::event::EventChannel;
-use crate::duration_format::Readable;
+use crate::duration_format::{Readable, time_left};
 use crate::policy::{backoff, schedule};
 use crate::registry::FetchLimit;
 use crate::store::{StoreError, TokenStore};
@@ -339,7 +339,7 @@ impl Actor {
         self.schedule_expiry_check();
         debug!(
             next_refresh_in = %Readable(delay),
-            expires_in = %token.time_left(now).map_or("never".into(), |left| Readable(left).to_string()),
+            expires_in = %time_left(token, now),
             "refresh scheduled"
         );
     }
@@ -371,7 +371,7 @@ impl Actor {
         let now = self.now();
         info!(
             %reason,
-            expires_in = %token.time_left(now).map_or("never".into(), |left| Readable(left).to_string()),
+            expires_in = %time_left(&token, now),
             "token rotated"
         );
         self.emit(Event::Rotated {
