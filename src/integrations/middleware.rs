@@ -17,7 +17,7 @@ use crate::{Token, TokenHandle};
 ///   but the refresher is still told, so the next request carries a new token.
 /// - Many concurrent requests rejected with the same old token cause exactly one refresh.
 /// - With no valid token (still starting, or an outage outlived it) the request fails at once
-///   with the handle's [`Error`] (as the middleware error), without being sent.
+///   with the handle's [`Error`](crate::Error) (as the middleware error), without being sent.
 ///
 /// ```no_run
 /// use reqwest_middleware::ClientBuilder;
