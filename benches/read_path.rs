@@ -195,7 +195,14 @@ fn contended(runtime: &tokio::runtime::Runtime, quick: bool) {
         let report = runtime.block_on(read_concurrently(window, refresh, handle.clone(), {
             let handle = handle.clone();
             move || {
-                tokio::spawn(async move { handle.refresh().await.expect("refreshed") });
+                tokio::spawn(async move {
+                    // The quick pass's window ends (and shuts the refresher down) before the
+                    // 500 ms fetch answers: `Stopped` is expected then; anything else is a finding.
+                    match handle.refresh().await {
+                        Ok(_) | Err(tokenwarden::Error::Stopped) => {}
+                        Err(error) => eprintln!("the measured refresh failed: {error}"),
+                    }
+                });
             }
         }));
         print_row("tokenwarden current()", refresh, &report);
