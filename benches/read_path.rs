@@ -15,7 +15,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -149,9 +149,17 @@ fn spawn_near_expiry_refresher(runtime: &tokio::runtime::Runtime) -> TokenHandle
     policy.refresh_at = 1.0;
     policy.jitter = 0.0;
     policy.min_margin = Duration::ZERO;
+    policy.serve_margin = Duration::ZERO;
     runtime.block_on(async {
-        let handle = Refresher::builder(tokenwarden::from_fn(|_ctx| async {
-            Ok::<_, FetchError>(Token::new("short-token").expires_in(Duration::from_secs(4)))
+        let issued = Arc::new(AtomicU64::new(0));
+        let handle = Refresher::builder(tokenwarden::from_fn(move |_ctx| {
+            // A new secret each time (the same one fetched again would keep its first expiry).
+            let n = issued.fetch_add(1, Ordering::Relaxed);
+            async move {
+                Ok::<_, FetchError>(
+                    Token::new(format!("short-token-{n}")).expires_in(Duration::from_secs(4)),
+                )
+            }
         }))
         .policy(policy)
         .spawn();

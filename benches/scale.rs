@@ -32,6 +32,7 @@ fn main() {
 
 #[derive(Default)]
 struct Record {
+    issued: AtomicU64,
     refreshes: AtomicU64,
     expired_before_refresh: AtomicU64,
     /// Lateness of each scheduled refresh, in microseconds.
@@ -44,7 +45,9 @@ fn lifetime(key: usize) -> Duration {
 
 fn policy() -> RefreshPolicy {
     let mut policy = RefreshPolicy::default();
-    policy.jitter = 0.0; // so each refresh's due time is known: issue + lifetime / 2
+    // So each refresh's due time is known: issue + lifetime / 2.
+    policy.jitter = 0.0;
+    policy.serve_margin = Duration::ZERO;
     policy
 }
 
@@ -70,7 +73,10 @@ fn spawn(key: usize, record: &Arc<Record>) -> TokenHandle {
                     .unwrap()
                     .push(late.as_micros() as u64);
             }
-            Ok::<_, FetchError>(Token::new("no-network-token").expires_in(lifetime))
+            // A new secret each time, as a token endpoint issues (the same one fetched
+            // again would keep its first expiry).
+            let n = record.issued.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, FetchError>(Token::new(format!("token-{n}")).expires_in(lifetime))
         }
     }))
     .policy(policy())

@@ -21,6 +21,29 @@ pub(crate) mod humantime_serde {
             ))
         })
     }
+
+    /// An optional `Duration`: a humantime string or `null`.
+    pub(crate) mod option {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] Duration);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(d)| d))
+        }
+    }
 }
 
 /// A duration for log lines, rounded so it reads well: `4m 12s`, `3s 500ms`, `250ms`.

@@ -19,12 +19,20 @@ use crate::jwt;
 ///
 /// # Expiry
 ///
-/// - [`expires_in`](Token::expires_in) gives a lifetime relative to when the token was obtained.
-///   When a refresher receives such a token it measures the lifetime from the moment it *sent* the
-///   request, not from when the answer arrived, so a slow round trip is counted against the token.
-/// - [`expires_at`](Token::expires_at) gives an absolute expiry.
-/// - Without either, a JWT's `exp` claim is used. An opaque token without either has no known
-///   expiry: the refresher then assumes [`RefreshPolicy::default_lifetime`](crate::RefreshPolicy).
+/// A token's expiry is the **earliest** of every statement of it, so no statement can make a
+/// token outlive what its issuer said:
+///
+/// - a JWT's `exp` claim, read when the token is created;
+/// - [`expires_in`](Token::expires_in), a lifetime relative to when the token was obtained. When a
+///   refresher receives such a token it measures the lifetime from the moment it *sent* the
+///   request, not from when the answer arrived, so a slow round trip is counted against the token;
+/// - [`expires_at`](Token::expires_at), an absolute expiry.
+///
+/// A token that states none has no known expiry; a refresher then assumes
+/// [`RefreshPolicy::default_lifetime`](crate::RefreshPolicy::default_lifetime) and stops serving
+/// it after that. A refresher also stops handing a token out a
+/// [serve margin](crate::RefreshPolicy::serve_margin) before its expiry: see
+/// [`usable_until`](Token::usable_until).
 ///
 /// # Example
 ///
@@ -50,9 +58,19 @@ struct Inner {
     secret: SecretString,
     token_type: Option<String>,
     issued_at: SystemTime,
-    expires_at: Option<SystemTime>,
+    /// The JWT's `exp` claim, if the secret is a JWT that has one.
+    jwt_expiry: Option<SystemTime>,
     /// The relative lifetime, kept so a refresher can re-anchor it at the fetch's start.
     lifetime: Option<Duration>,
+    /// An absolute expiry stated by the source (`expires_at`).
+    stated_expiry: Option<SystemTime>,
+    /// A lifetime a refresher assumes for a token that states no expiry at all.
+    assumed_lifetime: Option<Duration>,
+    /// How long before expiry a refresher stops handing the token out.
+    serve_margin: Duration,
+    /// Derived from the fields above by `Inner::settle` (kept for the read path):
+    expires_at: Option<SystemTime>,
+    usable_until: Option<SystemTime>,
     refresh_in: Option<Duration>,
     scope: Option<String>,
     refresh_token: Option<SecretString>,
@@ -65,42 +83,48 @@ impl Token {
     /// If the secret is a JWT with an `exp` claim, that is its expiry until one is set explicitly.
     pub fn new(secret: impl Into<SecretString>) -> Token {
         let secret = secret.into();
-        let expires_at =
+        let jwt_expiry =
             jwt::claims(secret.expose_secret()).and_then(|claims| jwt::expiry(&claims));
+        let mut inner = Inner {
+            secret,
+            token_type: None,
+            issued_at: SystemTime::now(),
+            jwt_expiry,
+            lifetime: None,
+            stated_expiry: None,
+            assumed_lifetime: None,
+            serve_margin: Duration::ZERO,
+            expires_at: None,
+            usable_until: None,
+            refresh_in: None,
+            scope: None,
+            refresh_token: None,
+            extra: Map::new(),
+        };
+        inner.settle();
         Token {
-            inner: Arc::new(Inner {
-                secret,
-                token_type: None,
-                issued_at: SystemTime::now(),
-                expires_at,
-                lifetime: None,
-                refresh_in: None,
-                scope: None,
-                refresh_token: None,
-                extra: Map::new(),
-            }),
+            inner: Arc::new(inner),
         }
     }
 
     fn edit(mut self, change: impl FnOnce(&mut Inner)) -> Token {
-        change(Arc::make_mut(&mut self.inner));
+        let inner = Arc::make_mut(&mut self.inner);
+        change(inner);
+        inner.settle();
         self
     }
 
-    /// Sets the lifetime, measured from when the token was obtained (see the type's docs).
+    /// States the lifetime, measured from when the token was obtained (see the type's docs).
+    /// Replaces an earlier `expires_in`; the expiry is still no later than a JWT's `exp` or an
+    /// [`expires_at`](Token::expires_at).
     pub fn expires_in(self, lifetime: Duration) -> Token {
-        self.edit(|inner| {
-            inner.lifetime = Some(lifetime);
-            inner.expires_at = inner.issued_at.checked_add(lifetime);
-        })
+        self.edit(|inner| inner.lifetime = Some(lifetime))
     }
 
-    /// Sets an absolute expiry.
+    /// States an absolute expiry. Replaces an earlier `expires_at`; the expiry is still no later
+    /// than a JWT's `exp` or an [`expires_in`](Token::expires_in).
     pub fn expires_at(self, at: SystemTime) -> Token {
-        self.edit(|inner| {
-            inner.lifetime = None;
-            inner.expires_at = Some(at);
-        })
+        self.edit(|inner| inner.stated_expiry = Some(at))
     }
 
     /// Sets the token type used as the `Authorization` scheme. Default: `Bearer`.
@@ -145,9 +169,18 @@ impl Token {
         self.inner.issued_at
     }
 
-    /// When the token expires, if known.
+    /// When the token expires: the earliest statement of it (see the type's docs), or for a
+    /// token that states none, the lifetime a refresher assumed for it. `None` if unknown.
     pub fn expiry(&self) -> Option<SystemTime> {
         self.inner.expires_at
+    }
+
+    /// The last moment a refresher hands this token out: its [`expiry`](Token::expiry) less the
+    /// policy's [serve margin](crate::RefreshPolicy::serve_margin), so that a token read just
+    /// before then still reaches the resource server alive. The same as `expiry()` for a token
+    /// that no refresher has published.
+    pub fn usable_until(&self) -> Option<SystemTime> {
+        self.inner.usable_until
     }
 
     /// How long the token stays valid after `now`: `Some(ZERO)` once expired, `None` if unknown.
@@ -228,12 +261,43 @@ impl Token {
     /// Marks the token as obtained by a fetch that started at `started`: the issue time, and a
     /// relative lifetime, are measured from there.
     pub(crate) fn anchored_at(self, started: SystemTime) -> Token {
-        self.edit(|inner| {
-            inner.issued_at = started;
-            if let Some(lifetime) = inner.lifetime {
-                inner.expires_at = started.checked_add(lifetime);
+        self.edit(|inner| inner.issued_at = started)
+    }
+
+    /// The earliest expiry the token's source stated (not an assumed one).
+    pub(crate) fn stated_expiry(&self) -> Option<SystemTime> {
+        self.inner.stated()
+    }
+
+    /// Prepares a token for publication by a refresher: a token that states no expiry is given
+    /// `assumed_lifetime`, the same secret fetched again never outlives what was stated before
+    /// (`earlier`), and it is served until `margin(lifetime)` before its expiry.
+    pub(crate) fn for_refresher(
+        self,
+        assumed_lifetime: Duration,
+        earlier: Option<&Token>,
+        margin: impl FnOnce(Duration) -> Duration,
+    ) -> Token {
+        let earlier_expiry = earlier
+            .filter(|earlier| earlier.same_secret(&self))
+            .and_then(Token::stated_expiry);
+        let mut token = self.edit(|inner| {
+            inner.assumed_lifetime = Some(assumed_lifetime);
+            if let Some(earlier) = earlier_expiry {
+                let stated = inner.stated_expiry.map_or(earlier, |at| at.min(earlier));
+                inner.stated_expiry = Some(stated);
             }
-        })
+        });
+        let lifetime = token
+            .inner
+            .expires_at
+            .and_then(|at| at.duration_since(token.inner.issued_at).ok())
+            .unwrap_or_default();
+        let margin = margin(lifetime);
+        if margin != token.inner.serve_margin {
+            token = token.edit(|inner| inner.serve_margin = margin);
+        }
+        token
     }
 
     /// Whether both hold the same secret (a server rejected "this" token).
@@ -259,6 +323,29 @@ impl fmt::Debug for Token {
             .field("has_refresh_token", &inner.refresh_token.is_some())
             .field("extra_fields", &inner.extra.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+impl Inner {
+    fn stated(&self) -> Option<SystemTime> {
+        let relative = self
+            .lifetime
+            .and_then(|lifetime| self.issued_at.checked_add(lifetime));
+        [self.jwt_expiry, relative, self.stated_expiry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Derives the expiry and the end of serving from the statements.
+    fn settle(&mut self) {
+        self.expires_at = self.stated().or_else(|| {
+            self.assumed_lifetime
+                .and_then(|lifetime| self.issued_at.checked_add(lifetime))
+        });
+        self.usable_until = self
+            .expires_at
+            .map(|at| at.checked_sub(self.serve_margin).unwrap_or(at));
     }
 }
 
@@ -317,6 +404,60 @@ mod tests {
         let explicit = Token::new(jwt).expires_in(Duration::from_secs(5));
         assert!(explicit.expiry().unwrap() < at);
         assert_eq!(Token::new("opaque").expiry(), None);
+    }
+
+    #[test]
+    fn the_earliest_statement_of_expiry_wins() {
+        let exp = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let jwt = jwt::unsigned(&json!({"exp": 2_000_000_000}));
+        let issued = exp - Duration::from_secs(100);
+        // expires_in says 300 s, the JWT says 100 s: the JWT wins.
+        let token = Token::new(jwt.clone())
+            .expires_in(Duration::from_secs(300))
+            .anchored_at(issued);
+        assert_eq!(token.expiry(), Some(exp));
+        // An earlier absolute statement wins over both.
+        let earlier = exp - Duration::from_secs(50);
+        assert_eq!(token.expires_at(earlier).expiry(), Some(earlier));
+    }
+
+    #[test]
+    fn a_refresher_assumes_a_lifetime_caps_a_repeated_secret_and_applies_the_margin() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let hour = Duration::from_secs(3600);
+        let margin = |_lifetime| Duration::from_secs(10);
+
+        let opaque = Token::new("t")
+            .anchored_at(issued)
+            .for_refresher(hour, None, margin);
+        assert_eq!(opaque.expiry(), Some(issued + hour), "assumed");
+        assert_eq!(opaque.stated_expiry(), None);
+        assert_eq!(
+            opaque.usable_until(),
+            Some(issued + hour - Duration::from_secs(10))
+        );
+
+        let first = Token::new("same")
+            .expires_in(Duration::from_secs(60))
+            .anchored_at(issued)
+            .for_refresher(hour, None, margin);
+        let again = Token::new("same")
+            .expires_in(Duration::from_secs(60))
+            .anchored_at(issued + Duration::from_secs(30))
+            .for_refresher(hour, Some(&first), margin);
+        assert_eq!(again.expiry(), first.expiry(), "not moved later");
+        let other = Token::new("other")
+            .expires_in(Duration::from_secs(60))
+            .anchored_at(issued + Duration::from_secs(30))
+            .for_refresher(hour, Some(&first), margin);
+        assert_eq!(
+            other.expiry(),
+            Some(issued + Duration::from_secs(90)),
+            "a new secret has its own expiry"
+        );
+        // A token nobody published is served until its expiry.
+        let plain = Token::new("t").expires_at(issued);
+        assert_eq!(plain.usable_until(), plain.expiry());
     }
 
     #[test]

@@ -171,7 +171,8 @@ async fn debug_and_display_of_every_public_type_hide_secrets() {
             "{:?}",
             TokenState::Stale {
                 token: token.clone(),
-                last_error: error.clone()
+                last_error: error.clone(),
+                next_attempt: None,
             }
         ),
         format!(

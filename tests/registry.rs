@@ -34,7 +34,9 @@ fn credential(
             }
             tokio::time::sleep(latency).await;
             load.running.fetch_sub(1, Ordering::SeqCst);
-            Ok::<_, FetchError>(Token::new("t").expires_in(lifetime))
+            // A new secret each time: the same one fetched again would keep its expiry.
+            let n = load.fetches.load(Ordering::SeqCst);
+            Ok::<_, FetchError>(Token::new(format!("t{n}")).expires_in(lifetime))
         }
     });
     Refresher::builder(source).clock(clock.clone())

@@ -1,47 +1,81 @@
-//! How long to wait after a failed fetch: a pure function of the policy, the failure count,
-//! the server's wishes, the current token's remaining validity and a random sample.
+//! How long to wait after a failed fetch: one pure function of the policy, the failure and a
+//! random sample. Nothing else in the crate decides when a retry happens.
 
 use std::time::Duration;
 
 use super::{Backoff, RefreshPolicy, sane_fraction};
 
-/// The largest wait before retry number `failures` (1 for the first failure): exponential,
+/// What the retry decision needs to know about a failed fetch, as plain data.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Failure {
+    /// Consecutive failures of this kind (transient or permanent), this one included.
+    pub(crate) streak: u32,
+    pub(crate) permanent: bool,
+    /// The server's `Retry-After`, if it sent one.
+    pub(crate) retry_after: Option<Duration>,
+    /// How long the current token is still served, if there is a valid one.
+    pub(crate) time_left: Option<Duration>,
+    /// Readers have asked for a token and found none since the last attempt started.
+    pub(crate) readers_waiting: bool,
+}
+
+/// The largest wait before retry number `streak` (1 for the first failure): exponential,
 /// capped at `max`.
-pub(crate) fn ceiling(backoff: &Backoff, failures: u32) -> Duration {
+pub(crate) fn ceiling(backoff: &Backoff, streak: u32) -> Duration {
     let multiplier = if backoff.multiplier.is_finite() {
         backoff.multiplier.max(1.0)
     } else {
         2.0
     };
-    let exponent = failures.saturating_sub(1).min(1_000) as i32;
+    let exponent = streak.saturating_sub(1).min(1_000) as i32;
     let secs = backoff.initial.as_secs_f64() * multiplier.powi(exponent);
     Duration::try_from_secs_f64(secs)
         .unwrap_or(backoff.max)
         .min(backoff.max)
 }
 
-/// The wait before the next try after `failures` consecutive transient failures.
+/// The part of a server's `Retry-After` that is honoured: at most `max_retry_after`
+/// (default: the backoff's cap).
+pub(crate) fn honoured_retry_after(policy: &RefreshPolicy, after: Duration) -> Duration {
+    after.min(policy.max_retry_after.unwrap_or(policy.backoff.max))
+}
+
+/// The wait before the next try, or `None` when a permanent failure is not to be retried.
 ///
-/// Full jitter (`sample` in `[0, 1]` times the ceiling) spreads a fleet's retries apart. While
-/// the current token is still valid (`time_left`), the wait is at most half of what is left,
-/// so tries keep happening before it expires. A server's `retry_after` is honoured over both,
-/// and nothing waits less than `min_interval`.
+/// 1. The ceiling grows with the streak: `policy.backoff` after transient failures,
+///    `policy.permanent_backoff` after permanent ones.
+/// 2. After a transient failure, waiting readers cap it at `max_retry_while_waiting`, and so
+///    does a still-valid token: retries come at least every half of its remaining time, but
+///    not more often than readers could make them (no burst of retries just before expiry).
+/// 3. `sample` (in `[0, 1]`) takes up to `jitter` of it off, so a fleet spreads apart.
+/// 4. A server's `Retry-After` (itself capped, see [`honoured_retry_after`]) lengthens it, and
+///    nothing waits less than `min_interval`.
 pub(crate) fn retry_delay(
     policy: &RefreshPolicy,
-    failures: u32,
-    retry_after: Option<Duration>,
-    time_left: Option<Duration>,
+    failure: &Failure,
     sample: f64,
-) -> Duration {
-    let ceiling = ceiling(&policy.backoff, failures);
-    let mut wait = ceiling.mul_f64(sane_fraction(sample, 1.0, 1.0));
-    if let Some(left) = time_left.filter(|left| !left.is_zero()) {
-        wait = wait.min(left / 2);
+) -> Option<Duration> {
+    let backoff = if failure.permanent {
+        policy.permanent_backoff.as_ref()?
+    } else {
+        &policy.backoff
+    };
+    let mut ceiling = ceiling(backoff, failure.streak);
+    if !failure.permanent {
+        let floor = policy.max_retry_while_waiting;
+        if failure.readers_waiting {
+            ceiling = ceiling.min(floor);
+        }
+        if let Some(left) = failure.time_left.filter(|left| !left.is_zero()) {
+            ceiling = ceiling.min((left / 2).max(floor));
+        }
     }
-    if let Some(after) = retry_after {
-        wait = wait.max(after);
+    let jitter = sane_fraction(backoff.jitter, 1.0, 0.0) * sane_fraction(sample, 1.0, 1.0);
+    let mut wait = ceiling.mul_f64(1.0 - jitter);
+    if let Some(after) = failure.retry_after {
+        wait = wait.max(honoured_retry_after(policy, after));
     }
-    wait.max(policy.min_interval)
+    Some(wait.max(policy.min_interval))
 }
 
 #[cfg(test)]
@@ -51,6 +85,22 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    fn transient(streak: u32) -> Failure {
+        Failure {
+            streak,
+            permanent: false,
+            retry_after: None,
+            time_left: None,
+            readers_waiting: false,
+        }
+    }
+
+    fn exact() -> RefreshPolicy {
+        let mut policy = RefreshPolicy::default();
+        policy.backoff.jitter = 0.0;
+        policy
     }
 
     #[test]
@@ -65,34 +115,106 @@ mod tests {
     }
 
     #[test]
-    fn full_jitter_scales_the_ceiling() {
+    fn jitter_takes_at_most_its_share_off() {
         let policy = RefreshPolicy::default();
-        assert_eq!(retry_delay(&policy, 5, None, None, 0.5), secs(8));
-        assert_eq!(retry_delay(&policy, 5, None, None, 1.0), secs(16));
-        // The minimum interval is a floor, even for a zero sample.
-        assert_eq!(retry_delay(&policy, 5, None, None, 0.0), secs(1));
+        assert_eq!(retry_delay(&policy, &transient(5), 0.0), Some(secs(16)));
+        assert_eq!(
+            retry_delay(&policy, &transient(5), 0.5),
+            Some(secs(16).mul_f64(0.9))
+        );
+        assert_eq!(
+            retry_delay(&policy, &transient(5), 1.0),
+            Some(secs(16).mul_f64(0.8))
+        );
+        // The minimum interval is a floor.
+        assert_eq!(retry_delay(&policy, &transient(1), 1.0), Some(secs(1)));
     }
 
     #[test]
-    fn waits_at_most_half_the_remaining_validity() {
-        let policy = RefreshPolicy::default();
-        assert_eq!(retry_delay(&policy, 9, None, Some(secs(20)), 1.0), secs(10));
+    fn waiting_readers_cap_the_wait_but_never_undercut_the_schedule() {
+        let policy = exact();
+        let waiting = |streak| {
+            let failure = Failure {
+                readers_waiting: true,
+                ..transient(streak)
+            };
+            retry_delay(&policy, &failure, 0.0).unwrap()
+        };
+        let alone = |streak| retry_delay(&policy, &transient(streak), 0.0).unwrap();
+        assert_eq!(
+            (1..=6).map(waiting).collect::<Vec<_>>(),
+            [1, 2, 4, 5, 5, 5].map(secs)
+        );
+        assert_eq!(
+            (1..=6).map(alone).collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32].map(secs)
+        );
+    }
+
+    #[test]
+    fn a_valid_token_brings_retries_forward_but_not_into_a_burst() {
+        let policy = exact();
+        let with_left = |left| Failure {
+            time_left: Some(left),
+            ..transient(9)
+        };
+        assert_eq!(
+            retry_delay(&policy, &with_left(secs(100)), 0.0),
+            Some(secs(50))
+        );
+        // Near the end: every `max_retry_while_waiting`, not every `min_interval`.
+        assert_eq!(
+            retry_delay(&policy, &with_left(secs(3)), 0.0),
+            Some(secs(5))
+        );
         // Expired: back to plain backoff.
         assert_eq!(
-            retry_delay(&policy, 9, None, Some(Duration::ZERO), 1.0),
-            secs(256)
+            retry_delay(&policy, &with_left(Duration::ZERO), 0.0),
+            Some(secs(256))
         );
     }
 
     #[test]
-    fn retry_after_is_honoured() {
-        let policy = RefreshPolicy::default();
-        assert_eq!(retry_delay(&policy, 1, Some(secs(30)), None, 1.0), secs(30));
+    fn retry_after_is_honoured_up_to_its_cap() {
+        let mut policy = exact();
+        let asked = |after| Failure {
+            retry_after: Some(after),
+            time_left: Some(secs(20)),
+            readers_waiting: true,
+            ..transient(1)
+        };
         assert_eq!(
-            retry_delay(&policy, 1, Some(secs(30)), Some(secs(20)), 1.0),
-            secs(30),
-            "the server's wish wins over the expiry clamp: an earlier try would be refused"
+            retry_delay(&policy, &asked(secs(30)), 0.0),
+            Some(secs(30)),
+            "the server's wish wins over waiting readers and the expiry: an earlier try would be refused"
         );
+        assert_eq!(
+            retry_delay(&policy, &asked(secs(1_000_000_000)), 0.0),
+            Some(secs(300)),
+            "capped at the backoff's cap"
+        );
+        policy.max_retry_after = Some(secs(60));
+        assert_eq!(
+            retry_delay(&policy, &asked(secs(3600)), 0.0),
+            Some(secs(60))
+        );
+    }
+
+    #[test]
+    fn permanent_failures_are_retried_slowly_or_not_at_all() {
+        let mut policy = exact();
+        let permanent = |streak| Failure {
+            permanent: true,
+            readers_waiting: true,
+            time_left: Some(secs(10)),
+            ..transient(streak)
+        };
+        let delays: Vec<_> = (1..=6)
+            .map(|n| retry_delay(&policy, &permanent(n), 0.0).unwrap())
+            .collect();
+        assert_eq!(delays, [300, 600, 1200, 2400, 3600, 3600].map(secs));
+        policy.permanent_backoff = None;
+        assert_eq!(retry_delay(&policy, &permanent(1), 0.0), None);
     }
 
     #[test]
@@ -100,33 +222,48 @@ mod tests {
         let mut policy = RefreshPolicy::default();
         policy.backoff.multiplier = f64::NAN;
         policy.backoff.initial = Duration::MAX;
-        assert_eq!(retry_delay(&policy, 3, None, None, f64::NAN), secs(300));
+        policy.backoff.jitter = f64::NAN;
+        assert_eq!(
+            retry_delay(&policy, &transient(3), f64::NAN),
+            Some(secs(300))
+        );
         policy.backoff.multiplier = 0.1;
-        assert!(retry_delay(&policy, 3, None, None, -4.0) >= policy.min_interval);
+        policy.backoff.jitter = 7.0;
+        assert!(retry_delay(&policy, &transient(3), -4.0).unwrap() >= policy.min_interval);
     }
 
     proptest! {
         #[test]
         fn delay_stays_within_bounds(
-            failures in 1u32..100,
+            streak in 1u32..100,
             sample in 0.0f64..=1.0,
             left_ms in proptest::option::of(0u64..10_000_000),
-            after_ms in proptest::option::of(0u64..1_000_000),
+            after_ms in proptest::option::of(0u64..1_000_000_000),
+            readers_waiting: bool,
         ) {
             let policy = RefreshPolicy::default();
-            let left = left_ms.map(Duration::from_millis);
-            let after = after_ms.map(Duration::from_millis);
-            let delay = retry_delay(&policy, failures, after, left, sample);
+            let failure = Failure {
+                time_left: left_ms.map(Duration::from_millis),
+                retry_after: after_ms.map(Duration::from_millis),
+                readers_waiting,
+                ..transient(streak)
+            };
+            let delay = retry_delay(&policy, &failure, sample).unwrap();
+            let after = failure.retry_after.map(|a| honoured_retry_after(&policy, a));
 
             prop_assert!(delay >= policy.min_interval);
-            prop_assert!(delay <= policy.backoff.max.max(after.unwrap_or_default()));
+            prop_assert!(delay <= policy.backoff.max, "never longer than the cap, whatever the server says");
+            prop_assert!(delay <= ceiling(&policy.backoff, streak).max(after.unwrap_or_default()).max(policy.min_interval));
             if let Some(after) = after {
                 prop_assert!(delay >= after);
             }
-            if let (Some(left), None) = (left, after)
-                && left >= 2 * policy.min_interval
+            if readers_waiting && after.is_none() {
+                prop_assert!(delay <= policy.max_retry_while_waiting);
+            }
+            if let (Some(left), None) = (failure.time_left, after)
+                && left >= 2 * policy.max_retry_while_waiting
             {
-                prop_assert!(delay < left, "a try is kept before expiry");
+                prop_assert!(delay <= left / 2, "a try is kept before expiry");
             }
         }
     }

@@ -45,12 +45,21 @@ pub struct RefreshPolicy {
     /// fleet started together does not refresh in lock-step. Between 0 and 0.5.
     #[serde(deserialize_with = "fraction")]
     pub jitter: f64,
-    /// Refresh at least this long before expiry, capped at half the lifetime for short tokens.
-    /// Default 30 s: covers a slow token endpoint plus clock skew between us and the server.
+    /// Refresh at least this long before the token stops being served (its expiry less
+    /// `serve_margin`), capped at half the lifetime for short tokens. Default 30 s: leaves room
+    /// for a slow token endpoint and a few retries while the old token is still served.
     #[serde(with = "humantime_serde")]
     pub min_margin: Duration,
-    /// Lifetime assumed for tokens that state no expiry (opaque tokens, no `expires_in`).
-    /// Default 1 h: the most common access-token lifetime.
+    /// Readers stop being given a token this long before its expiry, capped at a quarter of
+    /// the token's lifetime (so a 5 s token is still served for 3.75 s). Default 10 s, as
+    /// golang/oauth2's `expiryDelta`: it covers clock skew between this host and the issuer,
+    /// issuers that compute `exp` from a truncated second, and the time a request takes to
+    /// reach the resource server. A token read just before its end still arrives alive.
+    #[serde(with = "humantime_serde")]
+    pub serve_margin: Duration,
+    /// Lifetime assumed for tokens that state no expiry (opaque tokens, no `expires_in`); such
+    /// a token is refreshed on that schedule and not served past it. Default 1 h: the most
+    /// common access-token lifetime.
     #[serde(with = "humantime_serde")]
     pub default_lifetime: Duration,
     /// The shortest time between the starts of two fetches, whatever asks for them. Default 1 s:
@@ -64,6 +73,25 @@ pub struct RefreshPolicy {
     pub fetch_timeout: Duration,
     /// Retries after transient failures.
     pub backoff: Backoff,
+    /// While readers are waiting for a token (there is no valid one and `current()` or
+    /// `ready()` is being called), transient failures are retried at least this often, instead
+    /// of waiting out the full backoff. Default 5 s.
+    ///
+    /// The trade-off: probing every `T` seconds finds a healed endpoint `T/2` after it heals on
+    /// average, and costs `1/T` requests per second per replica and credential while it is
+    /// down. Reads never trigger a fetch sooner than this schedule allows.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_while_waiting: Duration,
+    /// Retries after a permanent failure (a rejected client, a revoked grant), so that a
+    /// credential fixed on the server heals without a restart. Default: first after 5 min,
+    /// doubling to 1 h. `None` (`null` in configuration) never retries; then only
+    /// `refresh()` or `reject()` try again (they always do, at once).
+    pub permanent_backoff: Option<Backoff>,
+    /// The longest `Retry-After` honoured; a server asking for longer is waited for this long
+    /// (and a warning is logged). `None`, the default, means `backoff.max`: a misconfigured or
+    /// hostile answer cannot stop a credential for a year.
+    #[serde(with = "humantime_serde::option")]
+    pub max_retry_after: Option<Duration>,
 }
 
 impl Default for RefreshPolicy {
@@ -72,17 +100,28 @@ impl Default for RefreshPolicy {
             refresh_at: 0.8,
             jitter: 0.05,
             min_margin: Duration::from_secs(30),
+            serve_margin: Duration::from_secs(10),
             default_lifetime: Duration::from_secs(3600),
             min_interval: Duration::from_secs(1),
             fetch_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
+            max_retry_while_waiting: Duration::from_secs(5),
+            permanent_backoff: Some(Backoff {
+                initial: Duration::from_secs(300),
+                multiplier: 2.0,
+                max: Duration::from_secs(3600),
+                jitter: 0.2,
+            }),
+            max_retry_after: None,
         }
     }
 }
 
-/// Exponential backoff with full jitter for transient failures: the n-th retry waits a random
-/// time between `min_interval` and `min(max, initial * multiplier^(n-1))`, and never so long that
-/// a still-valid token would expire before the next try (unless the server asked for longer).
+/// Exponential backoff: the n-th retry waits up to `ceiling(n) = min(max, initial *
+/// multiplier^(n-1))`, less a random share of up to `jitter` of it, so replicas that failed
+/// together spread apart while no wait ever exceeds its ceiling. The defaults give 1 s, 2 s,
+/// 4 s, ... 256 s, then every 5 min. See [`RefreshPolicy`] for what shortens a wait (waiting
+/// readers, a still-valid token nearing its end) and what lengthens it (`Retry-After`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -97,6 +136,10 @@ pub struct Backoff {
     /// even without readers waking the credential.
     #[serde(with = "humantime_serde")]
     pub max: Duration,
+    /// The largest share of a wait taken off at random. Default 0.2: waits fall in
+    /// `[0.8, 1.0] x ceiling`. 0 makes every wait exactly its ceiling.
+    #[serde(deserialize_with = "fraction")]
+    pub jitter: f64,
 }
 
 impl Default for Backoff {
@@ -105,6 +148,7 @@ impl Default for Backoff {
             initial: Duration::from_secs(1),
             multiplier: 2.0,
             max: Duration::from_secs(300),
+            jitter: 0.2,
         }
     }
 }

@@ -4,12 +4,21 @@ use std::time::{Duration, SystemTime};
 
 use super::{RefreshPolicy, sane_fraction};
 
-/// How long after `issued_at` the token should be refreshed.
+/// How long before its expiry a token stops being served: `serve_margin`, capped at a quarter
+/// of the token's lifetime so that short-lived tokens stay usable.
+pub(crate) fn serve_margin(policy: &RefreshPolicy, lifetime: Duration) -> Duration {
+    policy.serve_margin.min(lifetime / 4)
+}
+
+/// How long after `issued_at` the token should be refreshed, where `expires_at` is the end of
+/// its use (the refresher passes the moment it stops serving the token).
 ///
-/// - at `refresh_at` of the lifetime, moved by `jitter` (a sample in `[-1, 1]`) times the
-///   policy's jitter share;
-/// - but no later than `min_margin` before expiry, the margin capped at half the lifetime;
-/// - and no later than the server's `refresh_in` hint;
+/// - at `refresh_at` of the lifetime,
+/// - but no later than `min_margin` (capped at half the lifetime) plus the jitter share before
+///   the end,
+/// - moved by `jitter` (a sample in `[-1, 1]`) times the policy's jitter share of the lifetime,
+///   after those clamps, so short-lived tokens (where the margin decides) spread too;
+/// - no later than the server's `refresh_in` hint;
 /// - yet never sooner than `min_interval` after the fetch that got it, so a server that hands
 ///   out already-expiring tokens cannot cause a busy loop.
 ///
@@ -27,13 +36,29 @@ pub(crate) fn refresh_offset(
             .unwrap_or(Duration::ZERO),
         None => policy.default_lifetime,
     };
-    let spread = sane_fraction(policy.jitter, 0.5, 0.0) * jitter.clamp(-1.0, 1.0);
-    let share = (sane_fraction(policy.refresh_at, 1.0, 0.8) + spread).clamp(0.0, 1.0);
-    let mut offset = Duration::try_from_secs_f64(lifetime.as_secs_f64() * share)
-        .unwrap_or(lifetime)
-        .min(lifetime);
+    let of_lifetime = |share: f64| {
+        Duration::try_from_secs_f64(lifetime.as_secs_f64() * share)
+            .unwrap_or(lifetime)
+            .min(lifetime)
+    };
+    let jitter_share = sane_fraction(policy.jitter, 0.5, 0.0);
+    let spread = of_lifetime(jitter_share);
     let margin = policy.min_margin.min(lifetime / 2);
-    offset = offset.min(lifetime - margin);
+    // The centre of the jittered window, placed so that its late edge keeps the margin.
+    let centre = of_lifetime(sane_fraction(policy.refresh_at, 1.0, 0.8))
+        .min(lifetime.saturating_sub(margin).saturating_sub(spread));
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    let moved = spread.mul_f64(jitter.abs());
+    let mut offset = if jitter >= 0.0 {
+        centre.saturating_add(moved)
+    } else {
+        centre.saturating_sub(moved)
+    }
+    .min(lifetime - margin);
     if let Some(hint) = refresh_in {
         offset = offset.min(hint);
     }
@@ -75,10 +100,36 @@ mod tests {
     #[test]
     fn margin_wins_over_share_for_short_tokens() {
         let policy = RefreshPolicy::default();
-        // 2 min token: 80 % = 96 s, but it must be refreshed 30 s before expiry.
-        assert_eq!(offset(&policy, Some(120), 0.0), secs(90));
+        // 2 min token: 80 % = 96 s, but it must be refreshed 30 s before expiry, jitter included
+        // (+/- 6 s around 84 s).
+        assert_eq!(offset(&policy, Some(120), 0.0), secs(84));
+        assert_eq!(offset(&policy, Some(120), 1.0), secs(90));
+        assert_eq!(offset(&policy, Some(120), -1.0), secs(78));
         // 40 s token: margin capped at half the lifetime.
-        assert_eq!(offset(&policy, Some(40), 0.0), secs(20));
+        assert_eq!(offset(&policy, Some(40), 0.0), secs(18));
+        assert_eq!(offset(&policy, Some(40), 1.0), secs(20));
+    }
+
+    #[test]
+    fn short_lived_tokens_are_spread_by_the_jitter() {
+        let policy = RefreshPolicy::default();
+        for lifetime in [5, 60, 90, 120, 150] {
+            let early = offset(&policy, Some(lifetime), -1.0);
+            let late = offset(&policy, Some(lifetime), 1.0);
+            let window = late - early;
+            assert!(
+                window >= Duration::from_secs(lifetime).mul_f64(0.099),
+                "{lifetime} s: window {window:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_serve_margin_is_capped_for_short_tokens() {
+        let policy = RefreshPolicy::default();
+        assert_eq!(serve_margin(&policy, secs(3600)), secs(10));
+        assert_eq!(serve_margin(&policy, secs(5)), Duration::from_millis(1250));
+        assert_eq!(serve_margin(&policy, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]
@@ -100,6 +151,7 @@ mod tests {
     fn already_expired_or_tiny_tokens_respect_the_minimum_interval() {
         let policy = RefreshPolicy::default();
         assert_eq!(offset(&policy, Some(0), 0.0), secs(1));
+        assert_eq!(offset(&policy, Some(0), 1.0), secs(1));
         let expired = refresh_offset(&policy, T0 + secs(10), Some(T0), None, 0.0);
         assert_eq!(expired, secs(1));
         let hinted = refresh_offset(&policy, T0, Some(T0 + secs(60)), Some(Duration::ZERO), 0.0);
@@ -143,11 +195,12 @@ mod tests {
                 // Never past expiry, and never later than the (capped) margin before it.
                 let margin = policy.min_margin.min(lifetime / 2);
                 prop_assert!(offset <= lifetime - margin, "{offset:?} > {lifetime:?} - {margin:?}");
-                // Jitter stays within +/- 5 % of the lifetime around 80 %.
+                // Jitter stays within +/- 5 % of the lifetime around 80 % (or the margin's
+                // clamp, moved earlier by 5 %).
                 let latest = lifetime.mul_f64(0.85);
-                prop_assert!(offset <= latest);
-                if hint.is_none() && lifetime - margin >= lifetime.mul_f64(0.75) {
-                    prop_assert!(offset >= lifetime.mul_f64(0.75).saturating_sub(Duration::from_nanos(1)));
+                prop_assert!(offset <= latest + Duration::from_nanos(2));
+                if hint.is_none() && lifetime - margin >= lifetime.mul_f64(0.85) {
+                    prop_assert!(offset >= lifetime.mul_f64(0.75).saturating_sub(Duration::from_nanos(2)));
                 }
             }
             if let Some(hint) = hint {

@@ -65,6 +65,14 @@ pub(crate) struct Setup {
     pub(crate) cancel: CancellationToken,
 }
 
+/// A failed fetch whose retry is waiting. Kept so that readers arriving later can shorten the
+/// wait exactly as far as the backoff allows, and no further.
+struct Retry {
+    failed_at: Instant,
+    failure: backoff::Failure,
+    sample: f64,
+}
+
 struct InFlight {
     future: Pin<Box<dyn Future<Output = Fetched> + Send>>,
     reason: FetchReason,
@@ -90,9 +98,17 @@ pub(crate) struct Actor {
     last_error: Option<FetchError>,
     /// Consecutive failed fetches.
     failures: u32,
+    /// Consecutive failed fetches of the last one's kind (transient or permanent).
+    streak: u32,
+    /// The last failure, while its retry is waiting: what the backoff was decided from.
+    retry: Option<Retry>,
+    /// A reader found no valid token since the last fetch started.
+    readers_waiting: bool,
     /// Why the next fetch happens, when something other than the schedule asked for it.
     next_reason: Option<FetchReason>,
     next_fetch: Option<Instant>,
+    /// `next_fetch` on the wall clock, as published in the state after a failure.
+    next_attempt: Option<SystemTime>,
     last_fetch_started: Option<Instant>,
     /// A server asked us not to try before this (`retry_after`); binds every trigger.
     not_before: Option<Instant>,
@@ -112,8 +128,12 @@ impl Actor {
             initial: true,
             last_error: None,
             failures: 0,
+            streak: 0,
+            retry: None,
+            readers_waiting: false,
             next_reason: None,
             next_fetch: None,
+            next_attempt: None,
             last_fetch_started: None,
             not_before: None,
             in_flight: None,
@@ -130,10 +150,13 @@ impl Actor {
                 biased;
                 () = self.setup.cancel.cancelled() => return,
                 loaded = load => match loaded {
-                    Ok(Ok(Some(token))) => {
-                        debug!("loaded the stored token");
-                        self.token = Some(token);
-                    }
+                    Ok(Ok(Some(token))) => match token.defect() {
+                        None => {
+                            debug!("loaded the stored token");
+                            self.token = Some(token);
+                        }
+                        Some(defect) => warn!(defect, "the stored token is unusable; fetching a new one"),
+                    },
                     Ok(Ok(None)) => debug!("no stored token yet"),
                     Ok(Err(error)) => warn!(%error, "could not load the stored token; fetching a new one"),
                     Err(_) => warn!("loading the stored token timed out; fetching a new one"),
@@ -158,8 +181,15 @@ impl Actor {
     }
 
     fn start(&mut self) {
+        let initial = self.token.take().map(|token| {
+            let policy = self.policy();
+            token.for_refresher(policy.default_lifetime, None, |lifetime| {
+                schedule::serve_margin(policy, lifetime)
+            })
+        });
+        self.token = initial;
         match self.token.clone() {
-            Some(token) if !token.is_expired_at(self.now()) => {
+            Some(token) if usable_at(&token, self.now()) => {
                 debug!("starting from the initial token");
                 self.initial = false;
                 self.adopt(&token);
@@ -185,7 +215,7 @@ impl Actor {
     fn valid_token(&self) -> Option<&Token> {
         self.token
             .as_ref()
-            .filter(|token| !self.expired && !token.is_expired_at(self.now()))
+            .filter(|token| !self.expired && usable_at(token, self.now()))
     }
 
     fn scheduled_reason(&self) -> FetchReason {
@@ -225,15 +255,44 @@ impl Actor {
         }
     }
 
-    /// A reader found no valid token: try again now rather than sleep out the backoff (the
-    /// minimum interval still holds). After a permanent failure only `refresh`/`reject` re-arm.
+    /// A reader found no valid token. A waiting retry after a transient failure is brought
+    /// forward as far as the backoff allows for waiting readers, and no further: reads never
+    /// shortcut the schedule.
     fn on_wake(&mut self) {
         self.notice_expiry();
-        if self.in_flight.is_some() || self.valid_token().is_some() || self.failed_permanently() {
+        if self.valid_token().is_some() {
             return;
         }
-        let reason = self.next_reason.unwrap_or(self.scheduled_reason());
-        self.request_fetch(reason);
+        self.readers_waiting = true;
+        let Some(retry) = &self.retry else {
+            return; // a fetch is under way, or nothing is to be retried
+        };
+        if retry.failure.readers_waiting {
+            return; // already decided with readers waiting
+        }
+        let failure = backoff::Failure {
+            readers_waiting: true,
+            ..retry.failure
+        };
+        let (failed_at, sample) = (retry.failed_at, retry.sample);
+        let Some(delay) = backoff::retry_delay(self.policy(), &failure, sample) else {
+            return;
+        };
+        if let Some(retry) = &mut self.retry {
+            retry.failure = failure;
+        }
+        let at = failed_at + delay;
+        if self.next_fetch.is_none_or(|next| at < next) {
+            debug!(
+                next_attempt_in = %Readable(at.saturating_duration_since(Instant::now())),
+                "readers are waiting for a token: retrying sooner"
+            );
+            self.set_next_fetch(at);
+            self.publish();
+            if at <= Instant::now() {
+                self.on_timer();
+            }
+        }
     }
 
     fn on_timer(&mut self) {
@@ -284,8 +343,15 @@ impl Actor {
         if earliest <= now {
             self.start_fetch();
         } else {
-            self.next_fetch = Some(self.next_fetch.map_or(earliest, |at| at.min(earliest)));
+            self.set_next_fetch(self.next_fetch.map_or(earliest, |at| at.min(earliest)));
+            self.publish();
         }
+    }
+
+    /// Schedules the next fetch, also on the wall clock for the published state.
+    fn set_next_fetch(&mut self, at: Instant) {
+        self.next_fetch = Some(at);
+        self.next_attempt = Some(self.now() + at.saturating_duration_since(Instant::now()));
     }
 
     fn start_fetch(&mut self) {
@@ -294,6 +360,9 @@ impl Actor {
         debug!(%reason, attempt, "fetching a token");
         self.last_fetch_started = Some(Instant::now());
         self.next_fetch = None;
+        self.next_attempt = None;
+        self.retry = None;
+        self.readers_waiting = false;
 
         let previous = self.token.clone();
         // With a shared cap, the most urgent credential fetches first: the one whose token
@@ -305,7 +374,7 @@ impl Actor {
         let limit = self.setup.limit.clone();
         let (source, store) = (self.setup.source.clone(), self.setup.store.clone());
         let (clock, name) = (self.setup.clock.clone(), self.setup.name.clone());
-        let timeout = self.policy().fetch_timeout;
+        let policy = self.policy().clone();
         let future = async move {
             let _permit = match &limit {
                 Some(limit) => Some(limit.acquire(urgency).await),
@@ -313,7 +382,7 @@ impl Actor {
             };
             // Measured from here, once the fetch really starts.
             let context = FetchContext::for_attempt(reason, previous, attempt, clock.now());
-            fetch_and_keep(source, store, context, timeout, clock, name).await
+            fetch_and_keep(source, store, context, policy, clock, name).await
         };
         self.in_flight = Some(InFlight {
             future: Box::pin(future),
@@ -325,10 +394,12 @@ impl Actor {
     /// Makes `token` the current one and schedules its refresh and expiry check.
     fn adopt(&mut self, token: &Token) {
         let now = self.now();
+        // Scheduled against the end of serving, not the expiry: a refresh always comes before
+        // readers are turned away.
         let offset = schedule::refresh_offset(
             self.policy(),
             token.issued_at(),
-            token.expiry(),
+            token.usable_until(),
             token.refresh_in(),
             fastrand::f64() * 2.0 - 1.0,
         );
@@ -336,6 +407,7 @@ impl Actor {
         self.token = Some(token.clone());
         self.expired = false;
         self.next_fetch = Some(deadline_in(delay));
+        self.next_attempt = None;
         self.schedule_expiry_check();
         debug!(
             next_refresh_in = %Readable(delay),
@@ -349,7 +421,7 @@ impl Actor {
         self.expiry_check = self
             .token
             .as_ref()
-            .and_then(|token| token.time_left(now))
+            .and_then(|token| usable_for(token, now))
             .map(deadline_in);
     }
 
@@ -357,7 +429,9 @@ impl Actor {
         let failed_attempts = self.failures;
         let recovered = failed_attempts > 0 || (self.expired && !self.initial);
         self.failures = 0;
+        self.streak = 0;
         self.last_error = None;
+        self.retry = None;
         self.next_reason = None;
         self.not_before = None;
         self.initial = false;
@@ -384,30 +458,65 @@ impl Actor {
     }
 
     fn on_failure(&mut self, error: FetchError, reason: FetchReason) {
+        // The streak of the backoff counts failures of one kind: a permanent failure after a
+        // run of transient ones starts its slow schedule from the beginning.
+        let same_kind = self
+            .last_error
+            .as_ref()
+            .is_some_and(|last| last.kind() == error.kind());
+        self.streak = if same_kind {
+            self.streak.saturating_add(1)
+        } else {
+            1
+        };
+        let streak = self.streak;
         self.failures = self.failures.saturating_add(1);
         let attempt = self.failures;
         self.next_reason = Some(reason);
         let now = self.now();
-        let time_left = self.valid_token().and_then(|token| token.time_left(now));
-        let retry_in = error.is_transient().then(|| {
-            backoff::retry_delay(
-                self.policy(),
-                attempt,
-                error.retry_after(),
-                time_left,
-                fastrand::f64(),
-            )
+        let failure = backoff::Failure {
+            streak,
+            permanent: error.is_permanent(),
+            retry_after: error.retry_after(),
+            time_left: self.valid_token().and_then(|token| usable_for(token, now)),
+            readers_waiting: self.readers_waiting,
+        };
+        let sample = fastrand::f64();
+        let retry_in = backoff::retry_delay(self.policy(), &failure, sample);
+        self.retry = Some(Retry {
+            failed_at: Instant::now(),
+            failure,
+            sample,
         });
-        self.next_fetch = retry_in.map(deadline_in);
-        self.not_before = error.retry_after().map(deadline_in);
+        match retry_in {
+            Some(delay) => self.set_next_fetch(deadline_in(delay)),
+            None => {
+                self.next_fetch = None;
+                self.next_attempt = None;
+            }
+        }
+        self.not_before = error.retry_after().map(|after| {
+            let honoured = backoff::honoured_retry_after(self.policy(), after);
+            if honoured < after {
+                warn!(
+                    asked = %Readable(after),
+                    waiting = %Readable(honoured),
+                    "the server's Retry-After is longer than max_retry_after; waiting the maximum"
+                );
+            }
+            deadline_in(honoured)
+        });
         self.last_error = Some(error.clone());
         self.publish();
 
-        match retry_in {
-            Some(delay) => {
+        match (retry_in, error.is_permanent()) {
+            (Some(delay), false) => {
                 warn!(%error, attempt, retry_in = %Readable(delay), "fetching a token failed")
             }
-            None => {
+            (Some(delay), true) => {
+                warn!(%error, attempt, retry_in = %Readable(delay), "fetching a token failed permanently; retrying slowly, or at once on refresh() or reject()")
+            }
+            (None, _) => {
                 warn!(%error, attempt, "fetching a token failed permanently; not retrying until refresh() or reject()")
             }
         }
@@ -424,7 +533,7 @@ impl Actor {
     /// Announces the token's expiry if the wall clock says it has passed.
     fn notice_expiry(&mut self) {
         let now = self.now();
-        if self.expired || !self.token.as_ref().is_some_and(|t| t.is_expired_at(now)) {
+        if self.expired || self.token.as_ref().is_none_or(|t| usable_at(t, now)) {
             return;
         }
         self.expired = true;
@@ -451,22 +560,29 @@ impl Actor {
 
     /// The state, derived from the actor's fields so the two can never disagree.
     fn state(&self) -> TokenState {
+        let next_attempt = self.next_attempt.filter(|_| self.in_flight.is_none());
         match (&self.token, self.expired) {
             (Some(token), false) => match &self.last_error {
                 Some(error) => TokenState::Stale {
                     token: token.clone(),
                     last_error: error.clone(),
+                    next_attempt,
                 },
                 None if self.in_flight.is_some() => TokenState::Refreshing(token.clone()),
                 None => TokenState::Fresh(token.clone()),
             },
             (token, _) => match &self.last_error {
-                Some(error) if error.is_permanent() => TokenState::Failed(error.clone()),
+                Some(error) if error.is_permanent() => TokenState::Failed {
+                    error: error.clone(),
+                    next_attempt,
+                },
                 last_error if token.is_some() => TokenState::Expired {
                     last_error: last_error.clone(),
+                    next_attempt,
                 },
                 last_error => TokenState::Pending {
                     last_error: last_error.clone(),
+                    next_attempt,
                 },
             },
         }
@@ -517,11 +633,13 @@ async fn fetch_and_keep(
     source: Arc<dyn TokenSource>,
     store: Option<Arc<dyn TokenStore>>,
     context: FetchContext,
-    timeout: Duration,
+    policy: RefreshPolicy,
     clock: Clock,
     name: Arc<str>,
 ) -> Fetched {
     let started_at = context.started_at();
+    let previous = context.previous().cloned();
+    let timeout = policy.fetch_timeout;
     let fetch = AssertUnwindSafe(async { source.fetch(context).await }).catch_unwind();
     let result = match tokio::time::timeout(timeout, fetch).await {
         Ok(Ok(result)) => result,
@@ -539,10 +657,15 @@ async fn fetch_and_keep(
                 "the token source of `{name}` returned an unusable token: {defect}"
             )));
         }
-        let token = token.anchored_at(started_at);
-        if token.is_expired_at(clock.now()) {
+        let token = token.anchored_at(started_at).for_refresher(
+            policy.default_lifetime,
+            previous.as_ref(),
+            |lifetime| schedule::serve_margin(&policy, lifetime),
+        );
+        if !usable_at(&token, clock.now()) {
             return Err(FetchError::transient(format!(
-                "the token source of `{name}` returned a token that had already expired"
+                "the token source of `{name}` returned a token that had already expired \
+                 (or expires within the serve margin)"
             )));
         }
         Ok(token)
@@ -573,6 +696,18 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => pending().await,
     }
+}
+
+/// Whether `token` may still be handed out at `now` (before its serve margin).
+fn usable_at(token: &Token, now: SystemTime) -> bool {
+    token.usable_until().is_none_or(|until| now < until)
+}
+
+/// How long `token` may still be handed out after `now`; `None` without an expiry.
+fn usable_for(token: &Token, now: SystemTime) -> Option<Duration> {
+    token
+        .usable_until()
+        .map(|until| until.duration_since(now).unwrap_or_default())
 }
 
 fn deadline_in(delay: Duration) -> Instant {

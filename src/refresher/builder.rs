@@ -160,7 +160,10 @@ impl RefresherBuilder {
     /// If called outside a tokio runtime, like `tokio::spawn`.
     pub fn spawn(self) -> TokenHandle {
         let name = self.name.unwrap_or_else(|| Arc::from("credential"));
-        let (state_tx, state_rx) = watch::channel(TokenState::Pending { last_error: None });
+        let (state_tx, state_rx) = watch::channel(TokenState::Pending {
+            last_error: None,
+            next_attempt: None,
+        });
         let events = Arc::new(EventChannel::new(self.event_capacity));
         // Commands carry replies and may wait for room.
         let (command_tx, command_rx) = mpsc::channel(32);

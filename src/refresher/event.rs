@@ -48,8 +48,10 @@ pub enum Event {
         error: FetchError,
         /// How many fetches in a row have failed, this one included.
         attempt: u32,
-        /// When the next try is due; `None` after a permanent failure (no retry until
-        /// `refresh()` or `reject()`).
+        /// When the next try is due, as scheduled now (waiting readers may later bring it
+        /// forward, as far as [`max_retry_while_waiting`](crate::RefreshPolicy::max_retry_while_waiting)
+        /// allows; the state's `next_attempt` then says so). `None` only after a permanent
+        /// failure with [`permanent_backoff`](crate::RefreshPolicy::permanent_backoff) turned off.
         retry_in: Option<Duration>,
     },
     /// The token expired before a new one could be obtained.

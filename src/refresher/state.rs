@@ -14,7 +14,7 @@ use crate::{Error, FetchError, Token};
 ///   │                     ├────────────────────────────── Stale ── token expires ──▶ Expired
 ///   │                     │                      (retries with backoff)               │
 ///   │                     └──────────────────────────────────────────── fetch ok ◀────┘
-///   └── permanent failure ──▶ Failed ── refresh()/reject() ──▶ (fetch again)
+///   └── permanent failure ──▶ Failed ── slow retry, refresh()/reject() ──▶ (fetch again)
 ///
 ///  any state ── shutdown / cancel / every handle dropped ──▶ Stopped
 /// ```
@@ -29,7 +29,9 @@ use crate::{Error, FetchError, Token};
 ///     while states.changed().await.is_ok() {
 ///         match &*states.borrow_and_update() {
 ///             TokenState::Fresh(token) => println!("new token, expires {:?}", token.expiry()),
-///             TokenState::Stale { last_error, .. } => println!("refresh failing: {last_error}"),
+///             TokenState::Stale { last_error, next_attempt, .. } => {
+///                 println!("refresh failing: {last_error}; next attempt at {next_attempt:?}")
+///             }
 ///             TokenState::Stopped => break,
 ///             _ => {}
 ///         }
@@ -43,27 +45,41 @@ pub enum TokenState {
     Pending {
         /// Why the last try failed, if one has.
         last_error: Option<FetchError>,
+        /// When the next try is due, if one is waiting (`None` while one is under way).
+        next_attempt: Option<SystemTime>,
     },
     /// A valid token; no refresh under way.
     Fresh(Token),
     /// A valid token, and a refresh is under way.
     Refreshing(Token),
-    /// A refresh failed; the token is still valid and still served. Transient failures are
-    /// retried with backoff; after a permanent one the token is served until it expires.
+    /// A refresh failed; the token is still valid and still served. Failures are retried with
+    /// backoff (permanent ones on the slow
+    /// [`permanent_backoff`](crate::RefreshPolicy::permanent_backoff) schedule).
     Stale {
         /// The still-valid token.
         token: Token,
         /// Why the last refresh failed.
         last_error: FetchError,
+        /// When the next try is due (`None`: under way, or a permanent failure that is not
+        /// retried).
+        next_attempt: Option<SystemTime>,
     },
     /// The token expired before a new one could be obtained; retries continue.
     Expired {
         /// Why the last try failed, if one has.
         last_error: Option<FetchError>,
+        /// When the next try is due (`None` while one is under way).
+        next_attempt: Option<SystemTime>,
     },
-    /// Fetching failed permanently and there is no valid token. `refresh()` or `reject()`
-    /// tries again.
-    Failed(FetchError),
+    /// Fetching failed permanently and there is no valid token. It is retried on the slow
+    /// [`permanent_backoff`](crate::RefreshPolicy::permanent_backoff) schedule, and at once on
+    /// `refresh()` or `reject()`.
+    Failed {
+        /// Why.
+        error: FetchError,
+        /// When the next try is due (`None`: under way, or slow retries are turned off).
+        next_attempt: Option<SystemTime>,
+    },
     /// The refresher has stopped.
     Stopped,
 }
@@ -83,7 +99,7 @@ impl TokenState {
     /// The token if it has not expired, else why there is none. `has_passed` tells whether a
     /// point in time is past (the read path's clock).
     pub(crate) fn read(&self, has_passed: impl Fn(SystemTime) -> bool) -> Result<Token, Error> {
-        let valid = |token: &Token| !token.expiry().is_some_and(&has_passed);
+        let valid = |token: &Token| !token.usable_until().is_some_and(&has_passed);
         match self {
             TokenState::Fresh(token) | TokenState::Refreshing(token) if valid(token) => {
                 Ok(token.clone())
@@ -96,18 +112,30 @@ impl TokenState {
             TokenState::Stale { last_error, .. } => Err(Error::Expired {
                 last_error: Some(last_error.clone()),
             }),
-            TokenState::Pending { last_error } => Err(Error::Pending {
+            TokenState::Pending { last_error, .. } => Err(Error::Pending {
                 last_error: last_error.clone(),
             }),
-            TokenState::Expired { last_error } => Err(Error::Expired {
+            TokenState::Expired { last_error, .. } => Err(Error::Expired {
                 last_error: last_error.clone(),
             }),
-            TokenState::Failed(error) => Err(Error::Failed(error.clone())),
+            TokenState::Failed { error, .. } => Err(Error::Failed(error.clone())),
             TokenState::Stopped => Err(Error::Stopped),
         }
     }
 
-    /// Same variant, same token and same error: publishing it again would tell watchers nothing.
+    /// When the next fetch is due after a failure, if one is scheduled.
+    pub fn next_attempt(&self) -> Option<SystemTime> {
+        match self {
+            TokenState::Pending { next_attempt, .. }
+            | TokenState::Stale { next_attempt, .. }
+            | TokenState::Expired { next_attempt, .. }
+            | TokenState::Failed { next_attempt, .. } => *next_attempt,
+            _ => None,
+        }
+    }
+
+    /// Same variant, same token, same error and same next attempt: publishing it again would
+    /// tell watchers nothing.
     pub(crate) fn same_as(&self, other: &TokenState) -> bool {
         fn same_error(a: &Option<FetchError>, b: &Option<FetchError>) -> bool {
             match (a, b) {
@@ -117,21 +145,26 @@ impl TokenState {
             }
         }
         use TokenState::*;
+        if self.next_attempt() != other.next_attempt() {
+            return false;
+        }
         match (self, other) {
-            (Pending { last_error: a }, Pending { last_error: b })
-            | (Expired { last_error: a }, Expired { last_error: b }) => same_error(a, b),
+            (Pending { last_error: a, .. }, Pending { last_error: b, .. })
+            | (Expired { last_error: a, .. }, Expired { last_error: b, .. }) => same_error(a, b),
             (Fresh(a), Fresh(b)) | (Refreshing(a), Refreshing(b)) => a.ptr_eq(b),
             (
                 Stale {
                     token: a,
                     last_error: e,
+                    ..
                 },
                 Stale {
                     token: b,
                     last_error: f,
+                    ..
                 },
             ) => a.ptr_eq(b) && e.ptr_eq(f),
-            (Failed(a), Failed(b)) => a.ptr_eq(b),
+            (Failed { error: a, .. }, Failed { error: b, .. }) => a.ptr_eq(b),
             (Stopped, Stopped) => true,
             _ => false,
         }
@@ -163,6 +196,7 @@ mod tests {
         let stale = TokenState::Stale {
             token: expired,
             last_error: error.clone(),
+            next_attempt: None,
         };
         assert!(
             matches!(stale.read(at_now), Err(Error::Expired { last_error: Some(e) }) if e.ptr_eq(&error))
@@ -172,16 +206,21 @@ mod tests {
     #[test]
     fn tokenless_states_say_why() {
         let error = FetchError::permanent("revoked");
-        assert!(matches!(
-            TokenState::Failed(error).read(at_now),
-            Err(Error::Failed(_))
-        ));
+        let failed = TokenState::Failed {
+            error,
+            next_attempt: None,
+        };
+        assert!(matches!(failed.read(at_now), Err(Error::Failed(_))));
         assert!(matches!(
             TokenState::Stopped.read(at_now),
             Err(Error::Stopped)
         ));
         assert!(matches!(
-            TokenState::Pending { last_error: None }.read(at_now),
+            TokenState::Pending {
+                last_error: None,
+                next_attempt: None
+            }
+            .read(at_now),
             Err(Error::Pending { .. })
         ));
     }

@@ -79,7 +79,9 @@ pub(crate) fn parse_token(
         let lifetime = seconds(&value)
             .ok_or_else(|| bad("field `expires_in` is not a number of seconds".into()))?;
         token = token.expires_in(lifetime_within_bounds(lifetime, "expires_in").map_err(bad)?);
-    } else if let Some(value) = fields.remove("expires_at") {
+    }
+    // Both may be stated (and a JWT's `exp` besides): the earliest wins, see `Token`.
+    if let Some(value) = fields.remove("expires_at") {
         let at = point_in_time(&value)
             .ok_or_else(|| bad("field `expires_at` is neither RFC 3339 nor Unix seconds".into()))?;
         if at

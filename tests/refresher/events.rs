@@ -77,7 +77,7 @@ async fn watchers_see_each_state_change() {
             TokenState::Refreshing(_) => "refreshing",
             TokenState::Stale { .. } => "stale",
             TokenState::Expired { .. } => "expired",
-            TokenState::Failed(_) => "failed",
+            TokenState::Failed { .. } => "failed",
             TokenState::Stopped => "stopped",
             _ => "other",
         }

@@ -36,12 +36,9 @@ async fn transient_failures_back_off_while_the_old_token_is_served() {
         assert_near(at, last);
         assert_eq!(n, attempt);
         assert_eq!(error.kind(), FetchErrorKind::Transient);
-        let retry_in = retry_in.expect("transient failures are retried");
-        // Full jitter under an exponential ceiling, floored at the minimum interval.
-        assert!(
-            retry_in >= secs(1) && retry_in <= ceiling.max(secs(1)),
-            "{retry_in:?}"
-        );
+        // Without jitter, exactly the exponential ceiling: 1 s, 2 s, 4 s, 8 s.
+        assert_eq!(retry_in, Some(ceiling), "attempt {attempt}");
+        let retry_in = ceiling;
         // The old token is still served, marked stale.
         assert_eq!(handle.current().unwrap().expose_secret(), secret(1));
         assert!(matches!(handle.state(), TokenState::Stale { .. }));
@@ -126,18 +123,81 @@ async fn after_an_outage_expires_the_token_a_read_recovers_within_a_second() {
     assert!(matches!(handle.state(), TokenState::Fresh(_)));
 }
 
+/// When the fetches of an outage start, given the waits between them.
+fn attempt_times(waits: impl IntoIterator<Item = u64>, within: u64) -> Vec<u64> {
+    let mut at = 0;
+    let mut times = vec![0];
+    for wait in waits {
+        at += wait;
+        if at >= within {
+            break;
+        }
+        times.push(at);
+    }
+    times
+}
+
+/// Start times (whole seconds, from the source's creation) of the fetches the source saw.
+fn fetch_times(source: &Scripted) -> Vec<u64> {
+    source.started_at().iter().map(|at| at.as_secs()).collect()
+}
+
 #[tokio::test(start_paused = true)]
-async fn readers_hammering_a_failed_endpoint_cause_about_one_fetch_a_second() {
+async fn readers_hammering_a_failed_endpoint_get_exactly_the_capped_backoff() {
     let source = Scripted::new(down());
     let handle = builder(&source).spawn();
 
-    // 100 readers a second for 30 s while the endpoint is down.
-    for _ in 0..3000 {
+    // 100 reads a second for 60 s while the endpoint is down.
+    for _ in 0..6000 {
         assert!(matches!(handle.current(), Err(Error::Pending { .. })));
         tokio::time::advance(Duration::from_millis(10)).await;
     }
-    let fetches = source.fetches();
-    assert!((25..=31).contains(&fetches), "{fetches} fetches in 30 s");
+    // The backoff grows 1 s, 2 s, 4 s, then waiting readers cap it at 5 s: attempts at
+    // 0, 1, 3, 7, 12, 17, ... and not one more.
+    let expected = attempt_times([1, 2, 4].into_iter().chain(std::iter::repeat(5)), 60);
+    assert_eq!(fetch_times(&source), expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_readers_the_backoff_grows_to_its_cap() {
+    let source = Scripted::new(down());
+    let _handle = builder(&source).spawn();
+
+    tokio::time::sleep(secs(1200)).await;
+    // 1, 2, 4, ... 256 s, then every 300 s.
+    let waits = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+        .into_iter()
+        .chain(std::iter::repeat(300));
+    assert_eq!(fetch_times(&source), attempt_times(waits, 1200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ready_never_shortcuts_the_backoff_and_the_state_tells_the_next_attempt() {
+    let source = Scripted::new(down());
+    let clock = tokenwarden::Clock::tokio();
+    let handle = builder(&source).clock(clock.clone()).spawn();
+    let mut events = handle.subscribe();
+
+    let waiting = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.ready().await }
+    });
+    for _ in 0..6 {
+        let Event::RefreshFailed { retry_in, .. } = next_event(&mut events).await else {
+            panic!("expected a failure");
+        };
+        settle().await; // the waiting reader reacts to the new state
+        let next = handle.state().next_attempt().expect("a next attempt");
+        let next_in = next.duration_since(clock.now()).unwrap();
+        // The event told the schedule without readers; the state tells the true next attempt,
+        // brought forward by the waiting reader only as far as the 5 s cap.
+        assert!(next_in <= retry_in.unwrap());
+        assert!(next_in <= secs(5), "{next_in:?}");
+    }
+    // Attempts at 0, 1, 3, 7, 12, 17: the schedule with the readers' cap, nothing sooner.
+    assert_eq!(fetch_times(&source), [0, 1, 3, 7, 12, 17]);
+    assert!(!waiting.is_finished());
+    waiting.abort();
 }
 
 #[tokio::test(start_paused = true)]
@@ -153,7 +213,7 @@ async fn ready_waits_through_transient_failures() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn permanent_failure_stops_retrying_until_re_armed() {
+async fn permanent_failure_is_retried_slowly_and_at_once_on_refresh() {
     let source = Scripted::new(Step::Fail(FetchError::permanent(
         "https://auth.test/token: invalid_client",
     )));
@@ -165,28 +225,68 @@ async fn permanent_failure_stops_retrying_until_re_armed() {
         matches!(&err, Error::Failed(e) if e.is_permanent()),
         "{err:?}"
     );
+    let Event::RefreshFailed {
+        retry_in, attempt, ..
+    } = next_event(&mut events).await
+    else {
+        panic!("expected a failure");
+    };
+    assert_eq!((retry_in, attempt), (Some(secs(300)), 1));
     assert!(matches!(
-        next_event(&mut events).await,
-        Event::RefreshFailed {
-            retry_in: None,
-            attempt: 1,
+        handle.state(),
+        TokenState::Failed {
+            next_attempt: Some(_),
             ..
         }
     ));
 
-    // An hour of readers: no retry storm, no retry at all.
+    // An hour of readers: no retry storm, only the slow schedule (5 min, 10 min, 20 min).
     for _ in 0..60 {
         assert!(matches!(handle.current(), Err(Error::Failed(_))));
         tokio::time::advance(secs(60)).await;
     }
-    assert_eq!(source.fetches(), 1);
+    assert_eq!(source.fetches(), 4);
 
-    // The operator fixes the credentials; refresh() re-arms.
+    // The operator fixes the credentials; refresh() tries at once.
     source.set_default(Step::Token(secs(600)));
     let token = handle.refresh().await.unwrap();
-    assert_eq!(token.expose_secret(), secret(2));
+    assert_eq!(token.expose_secret(), secret(5));
     assert!(matches!(handle.state(), TokenState::Fresh(_)));
     assert!(handle.current().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_failure_heals_by_itself_on_the_slow_schedule() {
+    let source = Scripted::new(Step::Fail(FetchError::permanent("invalid_client")));
+    let handle = builder(&source).spawn();
+    assert!(matches!(handle.ready().await, Err(Error::Failed(_))));
+
+    // The operator rotates the secret on the server 7 min in; nobody calls refresh().
+    tokio::time::sleep(secs(420)).await;
+    source.set_default(Step::Token(secs(600)));
+    // Tries at 0 s and 300 s failed; the next is 600 s after that, at 900 s.
+    tokio::time::sleep(secs(479)).await;
+    assert!(handle.current().is_err());
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(handle.current().unwrap().expose_secret(), secret(3));
+    assert_eq!(fetch_times(&source), [0, 300, 900]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_retries_can_be_turned_off() {
+    let source = Scripted::new(Step::Fail(FetchError::permanent("invalid_client")));
+    let mut policy = exact_policy();
+    policy.permanent_backoff = None;
+    let handle = builder(&source).policy(policy).spawn();
+    let mut events = handle.subscribe();
+    assert!(matches!(handle.ready().await, Err(Error::Failed(_))));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::RefreshFailed { retry_in: None, .. }
+    ));
+    tokio::time::sleep(secs(24 * 3600)).await;
+    assert_eq!(source.fetches(), 1);
+    assert_eq!(handle.state().next_attempt(), None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -195,10 +295,10 @@ async fn permanent_failure_keeps_serving_a_still_valid_token() {
     let (handle, mut events) = started(builder(&source)).await;
     source.set_default(Step::Fail(FetchError::permanent("invalid_grant")));
 
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::RefreshFailed { retry_in: None, .. }
-    ));
+    let Event::RefreshFailed { retry_in, .. } = next_event(&mut events).await else {
+        panic!("expected a failure");
+    };
+    assert_eq!(retry_in, Some(secs(300)), "retried on the slow schedule");
     assert_eq!(handle.current().unwrap().expose_secret(), secret(1));
     assert!(matches!(handle.state(), TokenState::Stale { .. }));
 
@@ -206,7 +306,7 @@ async fn permanent_failure_keeps_serving_a_still_valid_token() {
         next_event(&mut events).await,
         Event::Expired { .. }
     ));
-    assert!(matches!(handle.state(), TokenState::Failed(_)));
+    assert!(matches!(handle.state(), TokenState::Failed { .. }));
     assert_eq!(source.fetches(), 2);
 }
 

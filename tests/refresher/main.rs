@@ -2,6 +2,7 @@
 
 mod coalescing;
 mod events;
+mod expiry;
 mod failures;
 mod lifecycle;
 mod schedule;

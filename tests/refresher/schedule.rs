@@ -33,10 +33,11 @@ async fn jitter_spreads_refreshes_within_five_percent() {
     let mut times = Vec::new();
     for _ in 0..20 {
         let source = Scripted::tokens(secs(1000));
-        // The default policy, jitter included.
+        // The default policy, jitter and serve margin included: the token is served for
+        // 990 s, refreshed at 80 % of that, +/- 5 %.
         let builder = builder(&source).policy(tokenwarden::RefreshPolicy::default());
         let at = first_refresh_after(builder).await;
-        assert!(at >= secs(750) && at <= secs(850), "refreshed at {at:?}");
+        assert!(at >= secs(742) && at <= secs(842), "refreshed at {at:?}");
         times.push(at);
     }
     times.sort();

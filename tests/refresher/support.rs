@@ -32,6 +32,9 @@ struct Inner {
     default: Mutex<Step>,
     latency: Mutex<Duration>,
     contexts: Mutex<Vec<FetchContext>>,
+    /// When each fetch started, measured from the source's creation (tokio time).
+    started_at: Mutex<Vec<Duration>>,
+    created: tokio::time::Instant,
 }
 
 impl Scripted {
@@ -43,6 +46,8 @@ impl Scripted {
                 default: Mutex::new(default),
                 latency: Mutex::new(Duration::ZERO),
                 contexts: Mutex::new(Vec::new()),
+                started_at: Mutex::new(Vec::new()),
+                created: tokio::time::Instant::now(),
             }),
         }
     }
@@ -75,6 +80,11 @@ impl Scripted {
         self.inner.contexts.lock().unwrap().clone()
     }
 
+    /// When each fetch started, from the source's creation.
+    pub fn started_at(&self) -> Vec<Duration> {
+        self.inner.started_at.lock().unwrap().clone()
+    }
+
     pub fn strong_count(&self) -> usize {
         Arc::strong_count(&self.inner)
     }
@@ -84,6 +94,11 @@ impl TokenSource for Scripted {
     fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
         let n = self.inner.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.contexts.lock().unwrap().push(ctx);
+        self.inner
+            .started_at
+            .lock()
+            .unwrap()
+            .push(self.inner.created.elapsed());
         let step = self
             .inner
             .script
@@ -114,10 +129,16 @@ pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// A policy without jitter, so tests can name exact times.
+/// A policy without jitter or serve margin, so tests can name exact times.
 pub fn exact_policy() -> RefreshPolicy {
     let mut policy = RefreshPolicy::default();
     policy.jitter = 0.0;
+    policy.backoff.jitter = 0.0;
+    if let Some(permanent) = &mut policy.permanent_backoff {
+        permanent.jitter = 0.0;
+    }
+    // Schedules are stated against the expiry; the serve margin has tests of its own.
+    policy.serve_margin = Duration::ZERO;
     policy
 }
 
