@@ -12,7 +12,9 @@ pub enum FetchErrorKind {
     /// Worth retrying with backoff: a timeout, a connection error, a 5xx or 429 answer.
     Transient,
     /// Retrying won't help until something changes: bad credentials, a revoked grant, a
-    /// misconfigured request. The refresher stops retrying until `refresh()` or `reject()`.
+    /// misconfigured request. The refresher retries on the slow
+    /// [`permanent_backoff`](crate::RefreshPolicy::permanent_backoff) schedule, and at once on
+    /// `refresh()` or `reject()`.
     Permanent,
 }
 

@@ -72,11 +72,13 @@ impl TokenHandle {
     /// The current token if it is valid now by the wall clock, else why there is none.
     ///
     /// Synchronous and cheap (a read lock, a clock read, a reference-count increment), so it
-    /// can be called on every request and from sync code. It never returns a token whose
-    /// expiry has passed: a process that slept through expiry gets [`Error::Expired`], and the
-    /// refresher is woken to fetch at once. While there is no token (after an outage, or
-    /// before the first), each call nudges the refresher to retry without waiting out its
-    /// backoff, at most once per [`min_interval`](crate::RefreshPolicy::min_interval).
+    /// can be called on every request and from sync code. It never returns a token within the
+    /// [serve margin](crate::RefreshPolicy::serve_margin) of its expiry, or past it: a process
+    /// that slept through expiry gets [`Error::Expired`], and the refresher is woken to fetch at
+    /// once. While there is no token after failures, calls tell the refresher that readers are
+    /// waiting, which caps its backoff at
+    /// [`max_retry_while_waiting`](crate::RefreshPolicy::max_retry_while_waiting) (5 s); no
+    /// number of calls makes it try sooner than that.
     ///
     /// # Errors
     ///

@@ -388,3 +388,61 @@ async fn unusable_tokens_are_failures_not_published() {
     );
     assert!(matches!(handle.current(), Err(Error::Pending { .. })));
 }
+
+/// Fetches per minute (index = minute) from the fetch start times.
+fn per_minute(source: &Scripted, minutes: usize) -> Vec<usize> {
+    let mut counts = vec![0; minutes];
+    for at in source.started_at() {
+        if let Some(count) = counts.get_mut(at.as_secs() as usize / 60) {
+            *count += 1;
+        }
+    }
+    counts
+}
+
+/// The README's table of what a failing endpoint sees from a fleet, measured: 100 replicas
+/// with the default policy (jitter on), the endpoint down for 10 minutes.
+#[tokio::test(start_paused = true)]
+async fn fleet_outage_load_stays_within_the_formula() {
+    const REPLICAS: usize = 100;
+    for readers in [true, false] {
+        let source = Scripted::new(down());
+        let handles: Vec<_> = (0..REPLICAS)
+            .map(|_| {
+                builder(&source)
+                    .policy(tokenwarden::RefreshPolicy::default())
+                    .spawn()
+            })
+            .collect();
+        for _ in 0..6000 {
+            if readers {
+                for handle in &handles {
+                    assert!(handle.current().is_err());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let minutes = per_minute(&source, 10);
+        println!("readers waiting: {readers}; fetches per minute, {REPLICAS} replicas: {minutes:?}");
+        let first = minutes[0];
+        let steady = &minutes[1..];
+        if readers {
+            // 0, 1, 3, 7 s (as early as 0, 0.8, 2.4, 5.6 s with jitter), then every 4-5 s:
+            // 13 to 17 in the first minute, 12 to 15 a minute after.
+            assert!((REPLICAS * 13..=REPLICAS * 17).contains(&first), "{first}");
+            for &n in steady {
+                assert!((REPLICAS * 12..=REPLICAS * 15 + REPLICAS).contains(&n), "{n}");
+            }
+        } else {
+            // 0, 1, 3, 7, 15, 31 s (each wait up to 20 % shorter: at most 7 fit in a minute).
+            assert!((REPLICAS * 6..=REPLICAS * 7).contains(&first), "{first}");
+            // Then 64, 128, 256 s and every 4-5 min: never more than 2 a minute per replica.
+            for &n in &steady[3..] {
+                assert!(n <= REPLICAS * 2, "{n}");
+            }
+        }
+        for handle in handles {
+            handle.shutdown();
+        }
+    }
+}
