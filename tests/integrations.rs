@@ -141,6 +141,54 @@ async fn the_extension_fails_fast_without_a_token() {
     assert!(matches!(result, Err(Error::Pending { .. })));
 }
 
+/// A refresher whose source hands out a token only when the test adds a permit to the gate.
+fn gated_handle() -> (Arc<tokio::sync::Semaphore>, TokenHandle) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let issued = Arc::new(AtomicU32::new(0));
+    let source = tokenwarden::from_fn({
+        let gate = gate.clone();
+        move |_ctx| {
+            let (gate, issued) = (gate.clone(), issued.clone());
+            async move {
+                gate.acquire().await.unwrap().forget();
+                let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok::<_, tokenwarden::FetchError>(
+                    tokenwarden::Token::new(format!("t-{n}"))
+                        .expires_in(std::time::Duration::from_secs(3600)),
+                )
+            }
+        }
+    });
+    (gate, Refresher::builder(source).name("gated-api").spawn())
+}
+
+#[tokio::test]
+async fn the_extension_can_wait_a_bounded_time_for_a_token() {
+    use std::time::Duration;
+    let (gate, handle) = gated_handle();
+    // Nothing comes: the wait ends with the handle's error.
+    let result = reqwest::Client::new()
+        .get("http://127.0.0.1:9/never-sent")
+        .with_token_within(&handle, Duration::from_millis(50))
+        .await;
+    assert!(matches!(result, Err(Error::Pending { .. })));
+
+    // The token arrives while a request waits: it goes out with it.
+    let waiting = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            reqwest::Client::new()
+                .get("http://127.0.0.1:9/not-sent-either")
+                .with_token_within(&handle, Duration::from_secs(30))
+                .await
+                .map(|builder| builder.build().unwrap())
+        }
+    });
+    gate.add_permits(1);
+    let request = waiting.await.unwrap().unwrap();
+    assert_eq!(request.headers()["authorization"], "Bearer t-1");
+}
+
 #[cfg(feature = "middleware")]
 mod middleware {
     use futures_util::future::join_all;
@@ -264,6 +312,36 @@ mod middleware {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(api.token_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_can_wait_for_the_first_token() {
+        let (base, api, _handle) = start().await;
+        let (gate, gated) = gated_handle();
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(TokenAuth::new(gated.clone()).wait_for_token(std::time::Duration::from_secs(30)))
+            .build();
+        *api.valid.lock().unwrap() = Some("t-1".into());
+        let request =
+            tokio::spawn(async move { client.get(format!("{base}/resource")).send().await });
+        gate.add_permits(1);
+        let response = request.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_request_waits_for_the_new_token_only_so_long() {
+        let (base, api, _handle) = start().await;
+        let (gate, gated) = gated_handle();
+        gate.add_permits(1); // the first token; the refresh after the 401 then hangs
+        gated.ready().await.unwrap();
+        api.reject_everything.store(true, Ordering::SeqCst);
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(TokenAuth::new(gated).max_refresh_wait(std::time::Duration::from_millis(100)))
+            .build();
+        let response = client.get(format!("{base}/resource")).send().await.unwrap();
+        assert_eq!(response.status(), 401, "the server's answer is handed back");
+        assert_eq!(api.resource_calls(), 1, "not retried without a new token");
     }
 
     #[tokio::test]

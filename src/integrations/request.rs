@@ -1,5 +1,8 @@
 //! [`RequestBuilderExt`]: the current token on a reqwest request, without awaiting.
 
+use std::future::Future;
+use std::time::Duration;
+
 use reqwest::RequestBuilder;
 use reqwest::header::AUTHORIZATION;
 
@@ -25,11 +28,43 @@ pub trait RequestBuilderExt: Sized {
     ///
     /// The handle's error when it has no valid token (see [`TokenHandle::current`]).
     fn with_token(self, handle: &TokenHandle) -> Result<Self, Error>;
+
+    /// Like [`with_token`](RequestBuilderExt::with_token), but with no valid token waits up to
+    /// `wait` for one ([`TokenHandle::ready_within`]): for requests that arrive while a service
+    /// starts, or just as an outage ends.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tokenwarden::{RequestBuilderExt, TokenHandle};
+    ///
+    /// # async fn call(client: reqwest::Client, handle: TokenHandle) -> Result<(), Box<dyn std::error::Error>> {
+    /// let response = client
+    ///     .get("https://api.example.com/things")
+    ///     .with_token_within(&handle, Duration::from_secs(2))
+    ///     .await?
+    ///     .send()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The handle's error when there is still no valid token after `wait`.
+    fn with_token_within(
+        self,
+        handle: &TokenHandle,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Self, Error>> + Send;
 }
 
 impl RequestBuilderExt for RequestBuilder {
     fn with_token(self, handle: &TokenHandle) -> Result<Self, Error> {
         let header = super::authorization(&handle.current()?)?;
+        Ok(self.header(AUTHORIZATION, header))
+    }
+
+    async fn with_token_within(self, handle: &TokenHandle, wait: Duration) -> Result<Self, Error> {
+        let header = super::authorization(&handle.ready_within(wait).await?)?;
         Ok(self.header(AUTHORIZATION, header))
     }
 }

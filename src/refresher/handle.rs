@@ -112,6 +112,44 @@ impl TokenHandle {
         }
     }
 
+    /// The current token, or if there is none yet (still starting, or an outage outlived the
+    /// last one), the first valid one within `wait`; then the handle's error.
+    ///
+    /// With `wait` zero this is [`current`](TokenHandle::current). Permanent failures and
+    /// shutdown end the wait at once. Dropping the future stops waiting, nothing else.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenwarden::{FetchError, Refresher, Token};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokenwarden::Error> {
+    /// let handle = Refresher::builder(tokenwarden::from_fn(|_ctx| async {
+    ///     Ok::<_, FetchError>(Token::new("abc").expires_in(Duration::from_secs(300)))
+    /// }))
+    /// .spawn();
+    /// // A request arriving while the service starts waits up to 2 s for the first token.
+    /// let token = handle.ready_within(Duration::from_secs(2)).await?;
+    /// # assert_eq!(token.expose_secret(), "abc");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`current`](TokenHandle::current), at the end of the wait.
+    pub async fn ready_within(&self, wait: std::time::Duration) -> Result<Token, Error> {
+        match self.current() {
+            Err(Error::Pending { .. } | Error::Expired { .. }) if !wait.is_zero() => {
+                match tokio::time::timeout(wait, self.ready()).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => self.current(),
+                }
+            }
+            result => result,
+        }
+    }
+
     /// A snapshot of the credential's state.
     pub fn state(&self) -> TokenState {
         self.ends.state.borrow().clone()

@@ -423,7 +423,9 @@ async fn fleet_outage_load_stays_within_the_formula() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let minutes = per_minute(&source, 10);
-        println!("readers waiting: {readers}; fetches per minute, {REPLICAS} replicas: {minutes:?}");
+        println!(
+            "readers waiting: {readers}; fetches per minute, {REPLICAS} replicas: {minutes:?}"
+        );
         let first = minutes[0];
         let steady = &minutes[1..];
         if readers {
@@ -431,7 +433,10 @@ async fn fleet_outage_load_stays_within_the_formula() {
             // 13 to 17 in the first minute, 12 to 15 a minute after.
             assert!((REPLICAS * 13..=REPLICAS * 17).contains(&first), "{first}");
             for &n in steady {
-                assert!((REPLICAS * 12..=REPLICAS * 15 + REPLICAS).contains(&n), "{n}");
+                assert!(
+                    (REPLICAS * 12..=REPLICAS * 15 + REPLICAS).contains(&n),
+                    "{n}"
+                );
             }
         } else {
             // 0, 1, 3, 7, 15, 31 s (each wait up to 20 % shorter: at most 7 fit in a minute).
