@@ -44,6 +44,11 @@ pub(crate) fn parse_token(
     let mut fields = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(fields)) => fields,
         Ok(_) => return Err(bad("the answer is JSON but not an object".into())),
+        Err(_) if looks_like_html(body) => {
+            return Err(bad(
+                "the answer is not JSON but HTML (a login or proxy error page?)".into(),
+            ));
+        }
         Err(_) => return Err(bad("the answer is not JSON".into())),
     };
 
@@ -153,13 +158,32 @@ fn seconds(value: &Value) -> Option<Result<f64, f64>> {
     })
 }
 
+/// Whether a body that is not JSON starts like an HTML page.
+fn looks_like_html(body: &[u8]) -> bool {
+    let start = body.trim_ascii_start();
+    start.starts_with(b"<")
+}
+
+/// A number of seconds as a person reads it: `3600`, `1.5`, or `1e300` rather than 301 digits.
+fn readable_seconds(secs: f64) -> String {
+    if secs.abs() < 1e9 {
+        format!("{secs}")
+    } else {
+        format!("{secs:e}")
+    }
+}
+
 fn lifetime_within_bounds(seconds: Result<f64, f64>, field: &str) -> Result<Duration, String> {
     match seconds {
-        Err(negative) => Err(format!("field `{field}` is negative ({negative})")),
+        Err(negative) => Err(format!(
+            "field `{field}` is negative ({})",
+            readable_seconds(negative)
+        )),
         Ok(secs) => match Duration::try_from_secs_f64(secs) {
             Ok(lifetime) if lifetime <= LONGEST_LIFETIME => Ok(lifetime),
             _ => Err(format!(
-                "field `{field}` is absurd ({secs} s, over ten years)"
+                "field `{field}` is absurd ({} s, over ten years)",
+                readable_seconds(secs)
             )),
         },
     }
@@ -445,9 +469,14 @@ mod tests {
             assert!(text.starts_with("https://auth.test/token: "), "{text}");
             assert!(text.contains(expected), "{body}: {text}");
         }
-        let err = parse_token(b"<html>", "e", &Shape::oauth(), now()).unwrap_err();
+        let err = parse_token(b"{\"access_token\": ", "e", &Shape::oauth(), now()).unwrap_err();
         assert_eq!(err.to_string(), "e: the answer is not JSON");
         assert!(err.is_transient());
+        let html =
+            parse_token(b"\n <html>sign in</html>", "e", &Shape::oauth(), now()).unwrap_err();
+        assert!(html.to_string().contains("not JSON but HTML"), "{html}");
+        assert_eq!(readable_seconds(1e300), "1e300");
+        assert_eq!(readable_seconds(3600.5), "3600.5");
     }
 
     #[test]
