@@ -145,11 +145,15 @@ impl Actor {
         if self.token.is_none()
             && let Some(store) = self.setup.store.clone()
         {
-            let load = tokio::time::timeout(self.policy().fetch_timeout, store.load());
+            // A store is user code: its panic is a failed load, never a dead refresher.
+            let load = tokio::time::timeout(
+                self.policy().fetch_timeout,
+                AssertUnwindSafe(async { store.load().await }).catch_unwind(),
+            );
             tokio::select! {
                 biased;
                 () = self.setup.cancel.cancelled() => return,
-                loaded = load => match loaded {
+                loaded = load => match loaded.map(|r| r.unwrap_or_else(|_panic| Err(StoreError::new("the token store panicked while loading")))) {
                     Ok(Ok(Some(token))) => match token.defect() {
                         None => {
                             debug!("loaded the stored token");
@@ -671,9 +675,17 @@ async fn fetch_and_keep(
         Ok(token)
     });
     let not_saved = match (&result, store) {
-        (Ok(token), Some(store)) => match tokio::time::timeout(timeout, store.save(token)).await {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(error),
+        (Ok(token), Some(store)) => match tokio::time::timeout(
+            timeout,
+            AssertUnwindSafe(async { store.save(token).await }).catch_unwind(),
+        )
+        .await
+        {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(error))) => Some(error),
+            Ok(Err(_panic)) => Some(StoreError::new(format!(
+                "the token store of `{name}` panicked while saving"
+            ))),
             Err(_elapsed) => Some(StoreError::new(format!(
                 "saving the token of `{name}` timed out after {}",
                 Readable(timeout)

@@ -132,3 +132,31 @@ async fn a_failing_store_is_reported_and_the_token_still_served() {
     assert_eq!(error.to_string(), "keyring locked");
     assert!(matches!(events.recv().await, Ok(Event::Rotated { .. })));
 }
+
+/// A store is user code: a panic in it is reported like a failed save, and the refresher lives
+/// on (before, it stopped for good).
+#[tokio::test]
+async fn a_panicking_store_is_reported_and_the_refresher_lives_on() {
+    use tokenwarden::{Event, Refresher};
+
+    let hook = tokenwarden::store::on_save(|_token: Token| async {
+        if true {
+            panic!("store bug");
+        }
+        Ok(())
+    });
+    let source = tokenwarden::sources::StaticToken::new(
+        Token::new("t-1").expires_in(Duration::from_secs(60)),
+    );
+    let handle = Refresher::builder(source).store(hook).spawn();
+    let mut events = handle.subscribe();
+    assert_eq!(handle.ready().await.unwrap().expose_secret(), "t-1");
+    let Ok(Event::PersistFailed { error }) = events.recv().await else {
+        panic!("expected PersistFailed first");
+    };
+    assert!(error.to_string().contains("panicked while saving"), "{error}");
+    assert!(matches!(events.recv().await, Ok(Event::Rotated { .. })));
+    // Still running: a refresh goes through the store again and answers.
+    assert!(handle.refresh().await.is_ok());
+    assert!(handle.current().is_ok());
+}
