@@ -154,9 +154,44 @@ async fn a_panicking_store_is_reported_and_the_refresher_lives_on() {
     let Ok(Event::PersistFailed { error }) = events.recv().await else {
         panic!("expected PersistFailed first");
     };
-    assert!(error.to_string().contains("panicked while saving"), "{error}");
+    assert!(
+        error.to_string().contains("panicked while saving"),
+        "{error}"
+    );
     assert!(matches!(events.recv().await, Ok(Event::Rotated { .. })));
     // Still running: a refresh goes through the store again and answers.
     assert!(handle.refresh().await.is_ok());
     assert!(handle.current().is_ok());
+}
+
+/// Stored tokens are checked like fetched ones: an empty one, one with CR/LF or an empty token
+/// type is not served; a new one is fetched instead.
+#[tokio::test]
+async fn an_unusable_stored_token_is_not_served() {
+    use tokenwarden::Refresher;
+
+    for (access_token, token_type) in [("", "Bearer"), ("a\r\nb", "Bearer"), ("ok", "")] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let stored = json!({
+            "format": 1,
+            "access_token": access_token,
+            "token_type": token_type,
+            "issued_at": 1_900_000_000.0,
+            "expires_at": 4_000_000_000.0,
+        });
+        std::fs::write(&path, stored.to_string()).unwrap();
+        let source = tokenwarden::sources::StaticToken::new(
+            Token::new("fetched").expires_in(Duration::from_secs(600)),
+        );
+        let handle = Refresher::builder(source)
+            .store(FileStore::new(&path))
+            .spawn();
+        let token = handle.ready().await.unwrap();
+        assert_eq!(
+            token.expose_secret(),
+            "fetched",
+            "{access_token:?} {token_type:?}"
+        );
+    }
 }
