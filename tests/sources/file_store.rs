@@ -112,23 +112,36 @@ async fn the_on_save_hook_gets_each_new_token_before_readers_do() {
     assert_eq!(*saved.lock().unwrap(), ["t-1"]);
 }
 
+/// Spawns a refresher of a static token with `store`, and returns the error of the
+/// `PersistFailed` that must come before the first `Rotated`.
+async fn first_save_fails(
+    store: impl tokenwarden::store::TokenStore,
+) -> (
+    tokenwarden::TokenHandle,
+    tokenwarden::store::StoreError,
+    tokio::sync::broadcast::Receiver<tokenwarden::Event>,
+) {
+    let source = tokenwarden::sources::StaticToken::new(
+        Token::new("t-1").expires_in(Duration::from_secs(60)),
+    );
+    let handle = tokenwarden::Refresher::builder(source).store(store).spawn();
+    let mut events = handle.subscribe();
+    assert_eq!(handle.ready().await.unwrap().expose_secret(), "t-1");
+    let Ok(tokenwarden::Event::PersistFailed { error }) = events.recv().await else {
+        panic!("expected PersistFailed first");
+    };
+    (handle, error, events)
+}
+
 #[tokio::test]
 async fn a_failing_store_is_reported_and_the_token_still_served() {
+    use tokenwarden::Event;
     use tokenwarden::store::StoreError;
-    use tokenwarden::{Event, Refresher};
 
     let hook = tokenwarden::store::on_save(|_token: Token| async {
         Err(StoreError::new("keyring locked"))
     });
-    let source = tokenwarden::sources::StaticToken::new(
-        Token::new("t-1").expires_in(Duration::from_secs(60)),
-    );
-    let handle = Refresher::builder(source).store(hook).spawn();
-    let mut events = handle.subscribe();
-    assert_eq!(handle.ready().await.unwrap().expose_secret(), "t-1");
-    let Ok(Event::PersistFailed { error }) = events.recv().await else {
-        panic!("expected PersistFailed first");
-    };
+    let (_handle, error, mut events) = first_save_fails(hook).await;
     assert_eq!(error.to_string(), "keyring locked");
     assert!(matches!(events.recv().await, Ok(Event::Rotated { .. })));
 }
@@ -137,7 +150,7 @@ async fn a_failing_store_is_reported_and_the_token_still_served() {
 /// on (before, it stopped for good).
 #[tokio::test]
 async fn a_panicking_store_is_reported_and_the_refresher_lives_on() {
-    use tokenwarden::{Event, Refresher};
+    use tokenwarden::Event;
 
     let hook = tokenwarden::store::on_save(|_token: Token| async {
         if true {
@@ -145,15 +158,7 @@ async fn a_panicking_store_is_reported_and_the_refresher_lives_on() {
         }
         Ok(())
     });
-    let source = tokenwarden::sources::StaticToken::new(
-        Token::new("t-1").expires_in(Duration::from_secs(60)),
-    );
-    let handle = Refresher::builder(source).store(hook).spawn();
-    let mut events = handle.subscribe();
-    assert_eq!(handle.ready().await.unwrap().expose_secret(), "t-1");
-    let Ok(Event::PersistFailed { error }) = events.recv().await else {
-        panic!("expected PersistFailed first");
-    };
+    let (handle, error, mut events) = first_save_fails(hook).await;
     assert!(
         error.to_string().contains("panicked while saving"),
         "{error}"
