@@ -117,4 +117,47 @@ mod tests {
             assert_eq!(expiry(claims.as_object().unwrap()), None, "{exp}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_decodes_or_is_refused_without_panicking(text in ".{0,300}") {
+                let _ = claims(&text);
+                let _ = is_jwt(&text);
+            }
+
+            #[test]
+            fn any_three_segments_decode_or_are_refused(
+                a in "[A-Za-z0-9_=-]{0,80}",
+                b in "[A-Za-z0-9_=-]{0,200}",
+                c in "[A-Za-z0-9_-]{0,40}",
+            ) {
+                if let Some(claims) = claims(&format!("{a}.{b}.{c}")) {
+                    let _ = expiry(&claims);
+                }
+            }
+
+            #[test]
+            fn exp_round_trips(exp in 0u64..100_000_000_000, sub in "[a-z]{0,12}") {
+                let token = unsigned(&serde_json::json!({"exp": exp, "sub": sub}));
+                let decoded = claims(&token).unwrap();
+                prop_assert_eq!(
+                    expiry(&decoded),
+                    Some(UNIX_EPOCH + Duration::from_secs(exp))
+                );
+                prop_assert_eq!(decoded["sub"].as_str(), Some(sub.as_str()));
+            }
+
+            #[test]
+            fn any_json_exp_is_a_time_or_nothing(exp in proptest::num::f64::ANY) {
+                let claims = serde_json::json!({ "exp": exp });
+                if let Some(claims) = claims.as_object() {
+                    let _ = expiry(claims);
+                }
+            }
+        }
+    }
 }

@@ -572,4 +572,129 @@ mod tests {
         assert_eq!(parse_rfc3339("not a date"), None);
         assert_eq!(parse_rfc3339("ééééééé"), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON values of any shape, a few levels deep.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                proptest::num::f64::NORMAL.prop_map(Value::from),
+                ".{0,20}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Answers built from the fields the parser reads, each of any type.
+        fn token_answer() -> impl Strategy<Value = Value> {
+            let field = |name: &'static str| {
+                proptest::option::of(json_value()).prop_map(move |v| (name, v))
+            };
+            (
+                prop_oneof![".{0,40}".prop_map(Value::from), json_value()],
+                field("expires_in"),
+                field("expires_at"),
+                field("token_type"),
+                field("scope"),
+                field("refresh_token"),
+            )
+                .prop_map(|(token, a, b, c, d, e)| {
+                    let mut fields = Map::new();
+                    fields.insert("access_token".into(), token);
+                    for (name, value) in [a, b, c, d, e] {
+                        if let Some(value) = value {
+                            fields.insert(name.into(), value);
+                        }
+                    }
+                    Value::Object(fields)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_parse_or_fail_with_a_named_transient_error(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+                match parse_token(&body, "https://auth.test/token", &Shape::oauth(), now()) {
+                    Ok(token) => prop_assert!(token.defect().is_none()),
+                    Err(error) => {
+                        prop_assert!(error.is_transient());
+                        prop_assert!(error.to_string().starts_with("https://auth.test/token: "));
+                    }
+                }
+            }
+
+            #[test]
+            fn any_answer_gives_a_usable_token_or_a_named_error(answer in token_answer()) {
+                let body = answer.to_string();
+                match parse_token(body.as_bytes(), "https://auth.test/token", &Shape::oauth(), now()) {
+                    Ok(token) => {
+                        prop_assert!(token.defect().is_none(), "{body}");
+                        if let Some(expiry) = token.expiry() {
+                            prop_assert!(expiry <= now() + LONGEST_LIFETIME + Duration::from_secs(1), "{body}");
+                        }
+                    }
+                    Err(error) => {
+                        let message = error.to_string();
+                        prop_assert!(message.starts_with("https://auth.test/token: "), "{message}");
+                        prop_assert!(message.len() < 400, "{message}");
+                    }
+                }
+            }
+
+            #[test]
+            fn retry_after_reads_seconds_and_never_panics(text in ".{0,40}", secs in any::<u64>()) {
+                let _ = retry_after(&text, now());
+                prop_assert_eq!(retry_after(&secs.to_string(), now()), Some(Duration::from_secs(secs)));
+                prop_assert_eq!(retry_after(&format!("  {secs} "), now()), Some(Duration::from_secs(secs)));
+            }
+
+            #[test]
+            fn retry_after_dates_are_waits_from_now(ahead in 0u64..1_000_000_000) {
+                let at = now() + Duration::from_secs(ahead);
+                let text = httpdate::fmt_http_date(at);
+                prop_assert_eq!(retry_after(&text, now()), Some(Duration::from_secs(ahead)));
+                // A date in the past means "now".
+                let past = httpdate::fmt_http_date(now() - Duration::from_secs(ahead));
+                prop_assert_eq!(retry_after(&past, now()), Some(Duration::ZERO));
+            }
+
+            #[test]
+            fn the_classifier_follows_the_status_and_the_oauth_code(
+                status in 100u16..600,
+                body in proptest::collection::vec(any::<u8>(), 0..120),
+            ) {
+                let error = OAuthError::parse(&body);
+                for text in [&error.error, &error.description, &error.uri].into_iter().flatten() {
+                    prop_assert!(text.chars().count() <= 300);
+                }
+                let kind = classify(status, &error);
+                let temporary = matches!(error.error.as_deref(), Some("temporarily_unavailable" | "slow_down"));
+                let expected = if matches!(status, 408 | 429 | 500..=599) || temporary {
+                    FetchErrorKind::Transient
+                } else {
+                    FetchErrorKind::Permanent
+                };
+                prop_assert_eq!(kind, expected);
+            }
+
+            #[test]
+            fn oauth_codes_decide_for_any_4xx(status in 400u16..500, code in "[a-z_]{1,30}") {
+                let body = serde_json::json!({"error": code}).to_string();
+                let kind = classify(status, &OAuthError::parse(body.as_bytes()));
+                let transient = matches!(status, 408 | 429)
+                    || code == "temporarily_unavailable"
+                    || code == "slow_down";
+                prop_assert_eq!(kind == FetchErrorKind::Transient, transient);
+            }
+        }
+    }
 }
