@@ -15,9 +15,15 @@ use crate::Token;
 ///
 /// Writes are atomic: a temporary file in the same directory, flushed to disk, then renamed
 /// over the old one, so a crash leaves either the old token or the new one, never half of
-/// either. The file is created with mode 0600 (owner only) and missing parent directories are
-/// created. A missing file means "no token yet"; a corrupt one is an error that leaves the file
-/// in place for inspection (the next successful fetch replaces it).
+/// either. Temporary files a crashed process left behind (each a whole token file) are removed
+/// at the next load or save. The file is created with mode 0600 (owner only) and missing parent
+/// directories with 0700; loading a file that others can read logs a warning. If the path is a
+/// symbolic link, the file it points to is replaced, and the link kept.
+///
+/// A missing file means "no token yet"; a corrupt one (truncated, not JSON, fields of the wrong
+/// type), a directory or an unreadable file is an error that names the file and leaves it in
+/// place for inspection; the refresher then fetches anew, and only a successful fetch replaces
+/// the file, so a refresh token is never overwritten with nothing.
 ///
 /// ```no_run
 /// use tokenwarden::Refresher;
@@ -113,17 +119,22 @@ impl Stored {
 impl FileStore {
     fn load_now(&self) -> Result<Option<Token>, StoreError> {
         let path = self.path.display();
+        if let Ok(target) = self.target() {
+            remove_stale_temporaries(&target);
+        }
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::new(format!("token store {path}: {e}"))),
         };
+        warn_if_others_can_read(&self.path);
         let corrupt = |why: String| {
             StoreError::new(format!(
                 "token store {path} is corrupt ({why}); it was left in place"
             ))
         };
-        let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let stored: Stored =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(without_values(&e.to_string())))?;
         if stored.format != 1 {
             return Err(corrupt(format!("unknown format {}", stored.format)));
         }
@@ -133,18 +144,41 @@ impl FileStore {
             .ok_or_else(|| corrupt("a time is out of range".into()))
     }
 
+    /// The file to replace: the path itself, or where a symbolic link at the path points.
+    fn target(&self) -> std::io::Result<PathBuf> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&self.path)?;
+                Ok(match self.path.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                })
+            }
+            _ => Ok(self.path.clone()),
+        }
+    }
+
     fn save_now(&self, stored: &Stored) -> Result<(), StoreError> {
         let path = self.path.display();
         let failed = |what: &str, e: std::io::Error| {
             StoreError::new(format!("token store {path}: {what}: {e}"))
         };
-        let dir = match self.path.parent() {
+        let target = self
+            .target()
+            .map_err(|e| failed("following its symbolic link", e))?;
+        let dir = match target.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&dir).map_err(|e| failed("creating its directory", e))?;
-        let name = self
-            .path
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|e| failed("creating its directory", e))?;
+        remove_stale_temporaries(&target);
+        let name = target
             .file_name()
             .ok_or_else(|| StoreError::new(format!("token store {path}: not a file path")))?;
         let temporary = dir.join(format!(
@@ -163,7 +197,7 @@ impl FileStore {
             let json = serde_json::to_vec_pretty(stored).map_err(std::io::Error::other)?;
             file.write_all(&json)?;
             file.sync_all()?;
-            fs::rename(&temporary, &self.path)?;
+            fs::rename(&temporary, &target)?;
             // Make the rename itself durable.
             #[cfg(unix)]
             fs::File::open(&dir)?.sync_all()?;
@@ -174,6 +208,107 @@ impl FileStore {
             failed("writing", e)
         })
     }
+}
+
+/// The name prefix of `target`'s temporary files: `.<name>.<pid>-<random>.tmp`.
+fn temporary_prefix(target: &Path) -> Option<String> {
+    Some(format!(".{}.", target.file_name()?.to_string_lossy()))
+}
+
+/// Removes temporary files of `target` that no running writer owns: a process killed
+/// mid-save leaves one behind, a whole token file with every secret in it. A file is stale when
+/// its process is gone (Linux) or, elsewhere, when it is over ten minutes old.
+fn remove_stale_temporaries(target: &Path) {
+    let (Some(dir), Some(prefix)) = (target.parent(), temporary_prefix(target)) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(rest) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let pid = rest
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| writer_is_gone(pid, &entry.path())) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(file = %entry.path().display(), "removed a temporary token file left by a crashed writer")
+                }
+                Err(error) => {
+                    tracing::warn!(file = %entry.path().display(), %error, "could not remove a temporary token file left by a crashed writer")
+                }
+            }
+        }
+    }
+}
+
+fn writer_is_gone(pid: u32, file: &Path) -> bool {
+    if pid == std::process::id() {
+        return false; // ours, possibly being written right now
+    }
+    if cfg!(target_os = "linux") {
+        return !Path::new("/proc").join(pid.to_string()).exists();
+    }
+    fs::metadata(file)
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age > Duration::from_secs(600))
+}
+
+/// Warns when others than the owner may read the store file: it holds secrets.
+fn warn_if_others_can_read(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+                "the token store file is readable by others than its owner; it holds secrets (chmod 600)"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// A serde message without the values it quotes (a wrongly typed field may hold a secret):
+/// `invalid type: string "…", expected u32 at line 1 column 20`.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                quoted = false;
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 impl TokenStore for FileStore {

@@ -200,3 +200,173 @@ async fn an_unusable_stored_token_is_not_served() {
         );
     }
 }
+
+/// Every kind of bad store file is a clear error that names the file, holds no value from it,
+/// and leaves it in place.
+#[tokio::test]
+async fn bad_store_files_are_clear_errors_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = serde_json::to_vec(&json!({
+        "format": 1, "access_token": "acc-SECRET", "token_type": "Bearer",
+        "issued_at": 1_900_000_000.0, "refresh_token": "ref-SECRET",
+    }))
+    .unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> =
+        vec![
+        ("truncated", good[..good.len() / 2].to_vec(), "EOF while parsing"),
+        ("empty", Vec::new(), "EOF while parsing"),
+        ("not JSON", b"\x00\xffbinary".to_vec(), "is corrupt"),
+        (
+            "a number for the token",
+            br#"{"format":1,"access_token":7,"token_type":"Bearer","issued_at":1}"#.to_vec(),
+            "invalid type: integer",
+        ),
+        (
+            "a secret where a number belongs",
+            br#"{"format":1,"access_token":"a","token_type":"Bearer","issued_at":"ref-SECRET"}"#
+                .to_vec(),
+            "invalid type: string",
+        ),
+        (
+            "a time out of range",
+            br#"{"format":1,"access_token":"a","token_type":"Bearer","issued_at":1e300}"#.to_vec(),
+            "out of range",
+        ),
+    ];
+    for (name, content, expected) in cases {
+        let path = dir.path().join(format!("{}.json", name.replace(' ', "-")));
+        std::fs::write(&path, &content).unwrap();
+        let error = FileStore::new(&path).load().await.unwrap_err().to_string();
+        assert!(error.contains(expected), "{name}: {error}");
+        assert!(
+            error.contains(&path.display().to_string()),
+            "{name}: {error}"
+        );
+        assert!(!error.contains("SECRET"), "{name}: {error}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            content,
+            "{name}: left in place"
+        );
+    }
+
+    // A directory where the file should be.
+    let path = dir.path().join("a-directory");
+    std::fs::create_dir(&path).unwrap();
+    let error = FileStore::new(&path).load().await.unwrap_err().to_string();
+    assert!(error.contains(&path.display().to_string()), "{error}");
+    assert!(
+        FileStore::new(&path).save(&sample()).await.is_err(),
+        "never replaces a directory"
+    );
+    assert!(path.is_dir());
+}
+
+/// A symlinked store file is read and written through the link; the link stays a link.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlinked_store_file_is_written_through_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("secrets/token.json");
+    let link = dir.path().join("token.json");
+    let store = FileStore::new(&real);
+    store.save(&sample()).await.unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+
+    let through = FileStore::new(&link);
+    assert_eq!(
+        through.load().await.unwrap().unwrap().expose_secret(),
+        "acc-SECRET"
+    );
+    through.save(&Token::new("newer-SECRET")).await.unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        store.load().await.unwrap().unwrap().expose_secret(),
+        "newer-SECRET",
+        "the link's target was replaced"
+    );
+}
+
+/// Files and directories the store creates are its owner's only; a file others can read
+/// still loads (with a warning in the log).
+#[cfg(unix)]
+#[tokio::test]
+async fn created_files_and_directories_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made/by/store/token.json");
+    FileStore::new(&path).save(&sample()).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&dir.path().join("made")), 0o700);
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(FileStore::new(&path).load().await.unwrap().is_some());
+}
+
+/// A writer killed mid-save leaves its temporary file (a whole token file): it is removed at
+/// the next load or save, while a live writer's is kept.
+#[tokio::test]
+async fn temporary_files_of_crashed_writers_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    // No process has this id on Linux (pid_max is at most 4,194,304).
+    let crashed = dir.path().join(".token.json.4294967290-17.tmp");
+    let ours = dir
+        .path()
+        .join(format!(".token.json.{}-18.tmp", std::process::id()));
+    let unrelated = dir.path().join(".other.json.4294967290-19.tmp");
+    for file in [&crashed, &ours, &unrelated] {
+        std::fs::write(file, "{\"access_token\": \"leftover-SECRET\"}").unwrap();
+    }
+    let store = FileStore::new(&path);
+    assert!(store.load().await.unwrap().is_none());
+    if cfg!(target_os = "linux") {
+        assert!(!crashed.exists(), "removed at load");
+    }
+    assert!(ours.exists(), "a live writer's file is kept");
+    assert!(unrelated.exists(), "another store's file is not touched");
+
+    std::fs::write(&crashed, "again").unwrap();
+    store.save(&sample()).await.unwrap();
+    if cfg!(target_os = "linux") {
+        assert!(!crashed.exists(), "removed at save");
+    }
+}
+
+/// A corrupt store and a failing endpoint: the file (with the only refresh token) is never
+/// overwritten with nothing.
+#[tokio::test]
+async fn a_failing_refresh_never_overwrites_the_stored_file() {
+    use tokenwarden::Refresher;
+    use tokenwarden::sources::RefreshTokenGrant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let content = br#"{"format":1,"access_token":"acc","token_type":"Bearer","issued_at":1,"refresh_token":"only-copy"}"#;
+    std::fs::write(&path, &content[..content.len() - 3]).unwrap(); // truncated
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/token", listener.local_addr().unwrap());
+    drop(listener);
+    let source = RefreshTokenGrant::builder(dead, "configured-refresh")
+        .build()
+        .unwrap();
+    let handle = Refresher::builder(source)
+        .store(FileStore::new(&path))
+        .spawn();
+    let mut events = handle.subscribe();
+    assert!(handle.refresh().await.is_err());
+    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+    {
+        assert!(!matches!(event, tokenwarden::Event::Rotated { .. }));
+    }
+    handle.shutdown();
+    handle.stopped().await;
+    assert_eq!(std::fs::read(&path).unwrap(), &content[..content.len() - 3]);
+}
