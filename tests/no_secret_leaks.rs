@@ -276,3 +276,188 @@ async fn the_http_sources_at_trace_level_leak_no_secret() {
         assert!(!text.contains(MARK), "a secret in {text}");
     }
 }
+
+// ----- every HTTP source against a server that echoes every secret back -----
+
+const CLIENT_SECRET: &str = "SECRET+c:l/i%e&n=t";
+const REFRESH_TOKEN: &str = "SECRET-rt/+=x";
+const API_KEY: &str = "SECRETkeyAbC42";
+
+/// Every way the secrets of a request can come back from a server.
+fn forms_of(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let form = encode(secret);
+    vec![
+        secret.to_owned(),
+        secret.to_ascii_lowercase(),
+        form.clone(),
+        form.to_ascii_lowercase(),
+        encode(&form),
+        base64::engine::general_purpose::STANDARD.encode(format!("client-1:{form}")),
+    ]
+}
+
+/// Answers each request in turn: a token (whose secrets must not be printed either), then
+/// errors that echo the request's body and `Authorization` in the description (padded so a
+/// secret straddles the 300-character cut), in `Location` (path and host) and in
+/// `WWW-Authenticate`.
+async fn echo(
+    axum::extract::State(n): axum::extract::State<Arc<AtomicU32>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let echoed = format!("you sent {body} with {auth}");
+    // Padded so that the first secret in the echo starts 5 characters before the message's
+    // cut at 300 (after `invalid_request (`, 17 characters).
+    let pad = echoed
+        .find(MARK)
+        .map_or(0, |at| 278usize.saturating_sub(at));
+    let padded = format!("{}{echoed}", "x".repeat(pad));
+    // A bearer credential (the API key) echoed as a host, lowercased as URL parsers do.
+    let host_key = auth
+        .strip_prefix("Bearer ")
+        .unwrap_or("none")
+        .to_ascii_lowercase();
+    let path: String = form_urlencoded::byte_serialize(echoed.as_bytes()).collect();
+    match n.fetch_add(1, Ordering::SeqCst) % 5 {
+        0 => axum::Json(json!({
+            "access_token": format!("{MARK}-issued-access"),
+            "token": format!("{MARK}-issued-access"),
+            "refresh_token": format!("{MARK}-issued-refresh"),
+            "expires_in": 3600,
+        }))
+        .into_response(),
+        1 => (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_request", "error_description": padded})),
+        )
+            .into_response(),
+        2 => (
+            axum::http::StatusCode::FOUND,
+            [(
+                "location",
+                format!("http://{host_key}.evil.test/{path}?{path}"),
+            )],
+        )
+            .into_response(),
+        3 => (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [("www-authenticate", format!("Basic realm=\"{auth}\""))],
+            axum::Json(json!({"error": "invalid_client", "message": echoed})),
+        )
+            .into_response(),
+        _ => (axum::http::StatusCode::SERVICE_UNAVAILABLE, echoed).into_response(),
+    }
+}
+
+#[tokio::test]
+async fn every_http_source_against_an_echoing_server_leaks_nothing() {
+    use tokenwarden::sources::{
+        ApiKeyExchange, BodyFormat, ClientAuth, ClientCredentials, RefreshTokenGrant,
+    };
+    let (logs, _guard) = capture_trace();
+    let app = axum::Router::new()
+        .route("/token", axum::routing::post(echo))
+        .with_state(Arc::new(AtomicU32::new(0)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let sources: Vec<(&str, Arc<dyn tokenwarden::TokenSource>)> = vec![
+        (
+            "client credentials, Basic, form",
+            Arc::new(
+                ClientCredentials::builder(&url, "client-1", CLIENT_SECRET)
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "client credentials, body, JSON",
+            Arc::new(
+                ClientCredentials::builder(&url, "client-1", CLIENT_SECRET)
+                    .auth(ClientAuth::Body)
+                    .body_format(BodyFormat::Json)
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "refresh-token grant",
+            Arc::new(
+                RefreshTokenGrant::builder(&url, REFRESH_TOKEN)
+                    .client_id("client-1")
+                    .client_secret(CLIENT_SECRET)
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "API-key exchange",
+            Arc::new(ApiKeyExchange::builder(&url, API_KEY).build().unwrap()),
+        ),
+    ];
+    let mut policy = RefreshPolicy::default();
+    policy.min_interval = Duration::from_millis(1);
+    let mut printed = Vec::new();
+    for (name, source) in sources {
+        let handle = Refresher::builder(source)
+            .name(name)
+            .policy(policy.clone())
+            .spawn();
+        let mut events = handle.subscribe();
+        // Every answer of the cycle, at least once, whatever the first one was.
+        for _ in 0..6 {
+            let result = handle.refresh().await;
+            printed.push(format!("{result:?}"));
+            if let Err(error) = &result {
+                printed.push(error.to_string());
+            }
+            printed.push(format!("{:?} {handle:?}", handle.state()));
+        }
+        handle.shutdown();
+        handle.stopped().await;
+        while let Ok(event) = events.try_recv() {
+            printed.push(format!("{event:?}"));
+        }
+    }
+    let logs = logs.text();
+    assert!(
+        logs.contains("you sent"),
+        "the echoes reached the logs: {logs}"
+    );
+    assert!(
+        printed.iter().any(|p| p.contains("[redacted]")),
+        "{printed:?}"
+    );
+    let everything = format!("{logs}\n{}", printed.join("\n"));
+    for secret in [CLIENT_SECRET, REFRESH_TOKEN, API_KEY] {
+        for form in forms_of(secret) {
+            assert!(
+                !everything.contains(&form),
+                "{secret} leaked as {form:?}:\n{}",
+                everything
+                    .lines()
+                    .filter(|line| line.contains(&form))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    assert!(
+        !everything.contains(MARK),
+        "an issued token or a secret leaked"
+    );
+    // Every secret starts with the mark: its first five letters are a cut secret.
+    assert!(
+        !everything.contains(&MARK[..5]),
+        "a secret's prefix survived a cut"
+    );
+}

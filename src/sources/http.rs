@@ -7,9 +7,10 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::response::{self, OAuthError};
+use super::scrub::scrub;
 use crate::FetchError;
 
 /// HTTP settings shared by the built-in sources.
@@ -261,7 +262,8 @@ impl Endpoint {
     ) -> Rejection {
         let error = OAuthError::parse(body);
         let mut message = format!("{} answered {status}", self.shown);
-        let detail = error.detail();
+        // Scrubbed whole, then shortened: a secret cut in two would no longer be recognised.
+        let detail = shortened(scrub(error.detail(), secrets), LONGEST_DETAIL);
         if !detail.is_empty() {
             message.push_str(": ");
             message.push_str(&detail);
@@ -295,6 +297,17 @@ impl fmt::Debug for Endpoint {
             .field("timeout", &self.timeout)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+/// The most of a server's error text a message keeps, in characters.
+const LONGEST_DETAIL: usize = 300;
+
+/// `text` cut to `limit` characters, marked with `...` when cut.
+fn shortened(text: String, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
     }
 }
 
@@ -343,17 +356,6 @@ fn transport(error: &reqwest::Error) -> String {
     text
 }
 
-/// Replaces every occurrence of a secret with `[redacted]` (servers sometimes echo input).
-pub(crate) fn scrub(mut text: String, secrets: &[&SecretString]) -> String {
-    for secret in secrets {
-        let secret = secret.expose_secret();
-        if !secret.is_empty() && text.contains(secret) {
-            text = text.replace(secret, "[redacted]");
-        }
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,15 +397,5 @@ mod tests {
             Endpoint::new("https://user:pw@auth.test/token?api_key=k#frag", &options).unwrap();
         assert_eq!(endpoint.shown(), "https://auth.test/token");
         assert!(!format!("{endpoint:?}").contains("pw"));
-    }
-
-    #[test]
-    fn scrub_replaces_every_secret() {
-        let key = SecretString::from("k-123");
-        let empty = SecretString::from("");
-        assert_eq!(
-            scrub("bad key k-123, k-123!".into(), &[&key, &empty]),
-            "bad key [redacted], [redacted]!"
-        );
     }
 }

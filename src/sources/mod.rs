@@ -19,6 +19,7 @@ mod http;
 mod oauth;
 mod refresh_token;
 mod response;
+mod scrub;
 mod static_token;
 
 pub use api_key::{ApiKeyExchange, ApiKeyExchangeBuilder};
