@@ -55,6 +55,11 @@ impl HttpOptions {
     /// apply. Without one, a client is built that sends `User-Agent: tokenwarden/<version>` and
     /// does not follow redirects (a token endpoint that redirects is misconfigured, and
     /// credentials must not follow a redirect).
+    ///
+    /// Build your client with `reqwest::redirect::Policy::none()`. If it follows redirects
+    /// (reqwest's default), the answer of a redirected request is refused with a permanent
+    /// error, whatever it says; but the request has already reached the redirect's target,
+    /// with a form body's secrets on a 307 or 308 (reqwest drops `Authorization` across hosts).
     pub fn client(mut self, client: Client) -> HttpOptions {
         self.client = Some(client);
         self
@@ -198,6 +203,22 @@ impl Endpoint {
                     transport(&e)
                 ))))
             })?;
+            // A caller's client may follow redirects; the answer of another URL is never
+            // taken for the token endpoint's (it may be an attacker's token).
+            if !same_endpoint(response.url(), &self.url) {
+                return Err(Rejection {
+                    status: Some(response.status()),
+                    code: None,
+                    error: FetchError::permanent(scrub(format!(
+                        "{}: the request was redirected to {}, whose answer is refused; \
+                         token endpoints must not redirect (the client given to \
+                         HttpOptions::client follows redirects: build it with \
+                         reqwest::redirect::Policy::none())",
+                        self.shown,
+                        shown(response.url())
+                    ))),
+                });
+            }
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -309,6 +330,16 @@ fn shortened(text: String, limit: usize) -> String {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text,
     }
+}
+
+/// Whether an answer came from the URL that was asked (ignoring a fragment).
+fn same_endpoint(answered: &Url, asked: &Url) -> bool {
+    answered.as_str().trim_end_matches('#') == asked.as_str().trim_end_matches('#')
+        || (answered.scheme() == asked.scheme()
+            && answered.host() == asked.host()
+            && answered.port_or_known_default() == asked.port_or_known_default()
+            && answered.path() == asked.path()
+            && answered.query() == asked.query())
 }
 
 /// The URL without user info or query, either of which may carry a secret.

@@ -119,6 +119,27 @@ async fn redirects_are_not_followed() {
     assert!(!text.contains("k=v"), "queries are not shown: {text}");
 }
 
+/// With a caller's client that follows redirects, the foreign answer (a token the attacker
+/// chose) is refused, whatever the client's policy.
+#[tokio::test]
+async fn a_redirect_followed_by_a_callers_client_is_refused() {
+    let elsewhere = Server::start().await;
+    elsewhere.reply([Reply::token("attacker-token")]);
+    let server = Server::start().await;
+    server.reply([Reply::raw(307, "").header("location", &elsewhere.url("/steal"))]);
+    let error = fetch_with(&server, HttpOptions::new().client(reqwest::Client::new()))
+        .await
+        .unwrap_err();
+    assert!(error.is_permanent());
+    let text = error.to_string();
+    assert!(text.contains("redirected to"), "{text}");
+    assert!(
+        text.contains("Policy::none()"),
+        "says how to fix it: {text}"
+    );
+    assert_eq!(elsewhere.requests().len(), 1, "the client did follow it");
+}
+
 #[tokio::test]
 async fn malformed_answers_name_the_endpoint_and_field() {
     for (body, expected) in [
