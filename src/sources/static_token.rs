@@ -48,7 +48,9 @@ impl fmt::Debug for StaticToken {
 /// least every [`reread_every`](FileToken::reread_every) (default 30 s) so a rotation is picked
 /// up, sooner when a JWT's `exp` says so, and at once on `refresh()` or `reject()` (a server
 /// answering 401 usually means the file has changed). A missing or empty file is a transient
-/// error: whatever writes it may be about to.
+/// error: whatever writes it may be about to. The path must name a regular file (a symbolic
+/// link to one is fine): a FIFO or device would block a thread for ever, and is refused. A file
+/// over [`max_bytes`](FileToken::max_bytes) (default 64 KiB) is refused without being read.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -64,6 +66,7 @@ impl fmt::Debug for StaticToken {
 pub struct FileToken {
     path: PathBuf,
     reread_every: Duration,
+    max_bytes: u64,
 }
 
 impl FileToken {
@@ -72,7 +75,15 @@ impl FileToken {
         FileToken {
             path: path.into(),
             reread_every: Duration::from_secs(30),
+            max_bytes: 64 * 1024,
         }
+    }
+
+    /// The largest file read. Default 64 KiB: large JWTs are a few KiB; a file far larger is
+    /// a wrong path, not a token.
+    pub fn max_bytes(mut self, limit: u64) -> FileToken {
+        self.max_bytes = limit;
+        self
     }
 
     /// How often the file is read again at most. Default 30 s.
@@ -85,10 +96,40 @@ impl FileToken {
 impl TokenSource for FileToken {
     fn fetch(&self, _ctx: FetchContext) -> FetchFuture<'_> {
         Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+
             let path = self.path.display();
-            let text = tokio::fs::read_to_string(&self.path)
+            let failed =
+                |e: std::io::Error| FetchError::transient(format!("token file {path}: {e}"));
+            let meta = tokio::fs::metadata(&self.path).await.map_err(failed)?;
+            if !meta.is_file() {
+                return Err(FetchError::permanent(format!(
+                    "token file {path} is not a regular file"
+                )));
+            }
+            if meta.len() > self.max_bytes {
+                return Err(FetchError::transient(format!(
+                    "token file {path} has {} bytes, more than the {} a token may have",
+                    meta.len(),
+                    self.max_bytes
+                )));
+            }
+            let file = tokio::fs::File::open(&self.path).await.map_err(failed)?;
+            // Bounded again while reading: the file may grow after the check.
+            let mut bytes = Vec::new();
+            file.take(self.max_bytes + 1)
+                .read_to_end(&mut bytes)
                 .await
-                .map_err(|e| FetchError::transient(format!("token file {path}: {e}")))?;
+                .map_err(failed)?;
+            if bytes.len() as u64 > self.max_bytes {
+                return Err(FetchError::transient(format!(
+                    "token file {path} is larger than the {} bytes a token may have",
+                    self.max_bytes
+                )));
+            }
+            let text = String::from_utf8(bytes).map_err(|_| {
+                FetchError::transient(format!("token file {path} is not UTF-8 text"))
+            })?;
             let secret = text.trim();
             if secret.is_empty() {
                 return Err(FetchError::transient(format!("token file {path} is empty")));
@@ -103,6 +144,7 @@ impl fmt::Debug for FileToken {
         f.debug_struct("FileToken")
             .field("path", &self.path)
             .field("reread_every", &self.reread_every)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }

@@ -64,3 +64,48 @@ async fn a_missing_or_empty_file_is_a_transient_error_naming_it() {
     let error = FileToken::new(&path).fetch(ctx()).await.unwrap_err();
     assert!(error.to_string().ends_with("is empty"), "{error}");
 }
+
+async fn within<T>(fetch: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .expect("answers at once")
+}
+
+/// A FIFO without a writer, a directory, or a huge file is refused at once: no thread left
+/// blocked, no file read into memory.
+#[tokio::test]
+async fn special_and_oversized_files_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let source = FileToken::new(&fifo);
+        let error = within(source.fetch(ctx())).await.unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+
+    let source = FileToken::new(dir.path());
+    let error = within(source.fetch(ctx())).await.unwrap_err();
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+
+    let huge = dir.path().join("huge");
+    std::fs::write(&huge, vec![b'a'; 1024 * 1024]).unwrap();
+    let source = FileToken::new(&huge);
+    let error = within(source.fetch(ctx())).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("1048576 bytes, more than the 65536"),
+        "{error}"
+    );
+    let source = FileToken::new(&huge).max_bytes(2 * 1024 * 1024);
+    assert_eq!(
+        within(source.fetch(ctx()))
+            .await
+            .unwrap()
+            .expose_secret()
+            .len(),
+        1024 * 1024
+    );
+}
