@@ -65,6 +65,16 @@ pub(crate) fn refresh_offset(
     offset.max(policy.min_interval)
 }
 
+/// Whether a token served until `current` is better kept than one served until `fetched`:
+/// it is served longer (a token without an end is served longest).
+pub(crate) fn serves_longer(current: Option<SystemTime>, fetched: Option<SystemTime>) -> bool {
+    match (current, fetched) {
+        (None, Some(_)) => true,
+        (Some(current), Some(fetched)) => current > fetched,
+        (_, None) => false,
+    }
+}
+
 /// How long from `now` until a point `offset` after `issued_at` (zero if it has passed).
 pub(crate) fn delay_until(issued_at: SystemTime, offset: Duration, now: SystemTime) -> Duration {
     match now.duration_since(issued_at) {
@@ -168,6 +178,16 @@ mod tests {
         };
         let offset = offset(&policy, None, f64::NAN.clamp(-1.0, 1.0));
         assert!(offset <= Duration::MAX);
+    }
+
+    #[test]
+    fn the_token_served_longer_is_kept() {
+        let (early, late) = (Some(T0 + secs(10)), Some(T0 + secs(20)));
+        assert!(serves_longer(late, early));
+        assert!(!serves_longer(early, late));
+        assert!(!serves_longer(late, late), "a tie adopts the new token");
+        assert!(serves_longer(None, early));
+        assert!(!serves_longer(early, None));
     }
 
     #[test]

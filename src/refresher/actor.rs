@@ -397,17 +397,23 @@ impl Actor {
 
     /// Makes `token` the current one and schedules its refresh and expiry check.
     fn adopt(&mut self, token: &Token) {
+        self.adopt_scheduled_by(token, token);
+    }
+
+    /// Makes `token` the current one; its refresh is scheduled by `fetched`'s times (the two
+    /// differ when a fetched token expiring sooner was not adopted).
+    fn adopt_scheduled_by(&mut self, token: &Token, fetched: &Token) {
         let now = self.now();
         // Scheduled against the end of serving, not the expiry: a refresh always comes before
         // readers are turned away.
         let offset = schedule::refresh_offset(
             self.policy(),
-            token.issued_at(),
-            token.usable_until(),
-            token.refresh_in(),
+            fetched.issued_at(),
+            fetched.usable_until(),
+            fetched.refresh_in(),
             fastrand::f64() * 2.0 - 1.0,
         );
-        let delay = schedule::delay_until(token.issued_at(), offset, now);
+        let delay = schedule::delay_until(fetched.issued_at(), offset, now);
         self.token = Some(token.clone());
         self.expired = false;
         self.next_fetch = Some(deadline_in(delay));
@@ -429,7 +435,26 @@ impl Actor {
             .map(deadline_in);
     }
 
-    fn on_success(&mut self, token: Token, reason: FetchReason) {
+    fn on_success(&mut self, fetched: Token, reason: FetchReason) {
+        // A fetched token that stops being served sooner than the current one does not
+        // replace it, unless someone asked for a new one (its rotated refresh token is kept).
+        let explicit = matches!(reason, FetchReason::Rejected | FetchReason::Forced);
+        let token = match self.valid_token() {
+            Some(current)
+                if !explicit
+                    && schedule::serves_longer(current.usable_until(), fetched.usable_until()) =>
+            {
+                debug!(
+                    fetched_expires_in = %time_left(&fetched, self.now()),
+                    "the new token expires sooner than the current one; serving the current one"
+                );
+                match fetched.refresh_token() {
+                    Some(rotated) => current.clone().with_refresh_token(rotated.clone()),
+                    None => current.clone(),
+                }
+            }
+            _ => fetched.clone(),
+        };
         let failed_attempts = self.failures;
         let recovered = failed_attempts > 0 || (self.expired && !self.initial);
         self.failures = 0;
@@ -439,7 +464,7 @@ impl Actor {
         self.next_reason = None;
         self.not_before = None;
         self.initial = false;
-        self.adopt(&token);
+        self.adopt_scheduled_by(&token, &fetched);
         self.publish();
 
         if recovered {

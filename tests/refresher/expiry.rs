@@ -221,3 +221,55 @@ async fn a_token_without_expiry_is_not_served_past_the_assumed_lifetime() {
     }
     assert!(handle.current().is_err());
 }
+
+/// A refresh that returns a token expiring sooner than the current one does not replace it
+/// (readers would be turned away early), but its rotated refresh token is kept, and the next
+/// refresh comes on the new token's schedule.
+#[tokio::test(start_paused = true)]
+async fn a_shorter_lived_new_token_does_not_replace_a_longer_lived_one() {
+    let fetches = Arc::new(AtomicU32::new(0));
+    let previous_refresh = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let source = tokenwarden::from_fn({
+        let (fetches, previous_refresh) = (fetches.clone(), previous_refresh.clone());
+        move |ctx| {
+            let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Some(refresh) = ctx.previous().and_then(Token::refresh_token) {
+                use tokenwarden::ExposeSecret;
+                previous_refresh
+                    .lock()
+                    .unwrap()
+                    .push(refresh.expose_secret().to_owned());
+            }
+            async move {
+                // The second answer lives 2 s only.
+                let lifetime = if n == 2 { secs(2) } else { secs(600) };
+                Ok::<_, FetchError>(
+                    Token::new(format!("token-{n}"))
+                        .expires_in(lifetime)
+                        .with_refresh_token(format!("refresh-{n}")),
+                )
+            }
+        }
+    });
+    let handle = Refresher::builder(source)
+        .clock(Clock::tokio())
+        .policy(exact_policy())
+        .spawn();
+    handle.ready().await.unwrap();
+    let mut events = handle.subscribe();
+    // The scheduled refresh (480 s) gets the 2 s token; token-1 (120 s left) stays.
+    next_rotation(&mut events).await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    for _ in 0..100 {
+        let token = handle.current().expect("never turned away");
+        assert_eq!(token.expose_secret(), "token-1");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Next refresh on the 2 s token's schedule, presenting the rotated refresh token.
+    let token = next_rotation(&mut events).await;
+    assert_eq!(token.expose_secret(), "token-3");
+    assert_eq!(
+        *previous_refresh.lock().unwrap(),
+        ["refresh-1", "refresh-2"]
+    );
+}
