@@ -39,17 +39,31 @@ pub trait TokenSource: Send + Sync + 'static {
     /// Errors say whether retrying can help (see [`FetchError`]); their messages must never
     /// contain a secret.
     fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_>;
+
+    /// Where the tokens come from, for the refresher's own messages about a token it refuses
+    /// (a token endpoint's URL, a file's path). It must not contain a secret. Default: `None`.
+    fn origin(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<S: TokenSource + ?Sized> TokenSource for Arc<S> {
     fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
         (**self).fetch(ctx)
     }
+
+    fn origin(&self) -> Option<String> {
+        (**self).origin()
+    }
 }
 
 impl<S: TokenSource + ?Sized> TokenSource for Box<S> {
     fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
         (**self).fetch(ctx)
+    }
+
+    fn origin(&self) -> Option<String> {
+        (**self).origin()
     }
 }
 

@@ -264,6 +264,21 @@ impl Token {
         self.edit(|inner| inner.issued_at = started)
     }
 
+    /// Which statement decides the expiry, for messages: `the JWT's \`exp\``, ...
+    pub(crate) fn expiry_statement(&self) -> &'static str {
+        let inner = &self.inner;
+        let relative = inner
+            .lifetime
+            .and_then(|lifetime| inner.issued_at.checked_add(lifetime));
+        match inner.expires_at {
+            None => "no expiry",
+            at if at == inner.jwt_expiry => "the JWT's `exp`",
+            at if at == relative => "`expires_in`",
+            at if at == inner.stated_expiry => "`expires_at`",
+            _ => "the assumed lifetime",
+        }
+    }
+
     /// The earliest expiry the token's source stated (not an assumed one).
     pub(crate) fn stated_expiry(&self) -> Option<SystemTime> {
         self.inner.stated()

@@ -668,13 +668,16 @@ async fn fetch_and_keep(
 ) -> Fetched {
     let started_at = context.started_at();
     let previous = context.previous().cloned();
+    // Named in the refresher's own messages about a token it refuses.
+    let from = match source.origin() {
+        Some(origin) => format!("the token source of `{name}` ({origin})"),
+        None => format!("the token source of `{name}`"),
+    };
     let timeout = policy.fetch_timeout;
     let fetch = AssertUnwindSafe(async { source.fetch(context).await }).catch_unwind();
     let result = match tokio::time::timeout(timeout, fetch).await {
         Ok(Ok(result)) => result,
-        Ok(Err(_panic)) => Err(FetchError::transient(format!(
-            "the token source of `{name}` panicked"
-        ))),
+        Ok(Err(_panic)) => Err(FetchError::transient(format!("{from} panicked"))),
         Err(_elapsed) => Err(FetchError::transient(format!(
             "fetching a token for `{name}` timed out after {}",
             Readable(timeout)
@@ -683,7 +686,7 @@ async fn fetch_and_keep(
     let result = result.and_then(|token| {
         if let Some(defect) = token.defect() {
             return Err(FetchError::transient(format!(
-                "the token source of `{name}` returned an unusable token: {defect}"
+                "{from} returned an unusable token: {defect}"
             )));
         }
         let token = token.anchored_at(started_at).for_refresher(
@@ -693,8 +696,9 @@ async fn fetch_and_keep(
         );
         if !usable_at(&token, clock.now()) {
             return Err(FetchError::transient(format!(
-                "the token source of `{name}` returned a token that had already expired \
-                 (or expires within the serve margin)"
+                "{from} returned a token that had already expired by {} \
+                 (or expires within the serve margin)",
+                token.expiry_statement()
             )));
         }
         Ok(token)

@@ -161,6 +161,13 @@ impl TokenSource for ApiKeyExchange {
             self.exchange(endpoint, body.as_ref(), shape).await
         })
     }
+
+    fn origin(&self) -> Option<String> {
+        match &self.mode {
+            Mode::KeyIsToken => None,
+            Mode::Exchange(exchange) => Some(exchange.endpoint.shown().to_owned()),
+        }
+    }
 }
 
 impl fmt::Debug for ApiKeyExchange {

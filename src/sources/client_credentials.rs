@@ -75,6 +75,10 @@ impl TokenSource for ClientCredentials {
             )
         })
     }
+
+    fn origin(&self) -> Option<String> {
+        Some(self.request.endpoint.shown().to_owned())
+    }
 }
 
 impl fmt::Debug for ClientCredentials {

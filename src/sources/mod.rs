@@ -15,6 +15,9 @@
 
 mod api_key;
 mod client_credentials;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod oauth;
 mod refresh_token;

@@ -98,6 +98,10 @@ impl TokenSource for RefreshTokenGrant {
             )
         })
     }
+
+    fn origin(&self) -> Option<String> {
+        Some(self.request.endpoint.shown().to_owned())
+    }
 }
 
 impl fmt::Debug for RefreshTokenGrant {

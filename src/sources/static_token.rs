@@ -137,6 +137,10 @@ impl TokenSource for FileToken {
             Ok(Token::new(secret.to_owned()).with_refresh_in(self.reread_every))
         })
     }
+
+    fn origin(&self) -> Option<String> {
+        Some(format!("token file {}", self.path.display()))
+    }
 }
 
 impl fmt::Debug for FileToken {

@@ -419,3 +419,46 @@ async fn permanent_errors_are_retried_slowly_and_heal() {
         handle.shutdown();
     }
 }
+
+/// Tokens the refresher itself refuses (already dead on arrival) are reported with the
+/// endpoint and the field that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_refused_by_the_refresher_name_the_endpoint_and_the_field() {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let unix_now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let dead_jwt = format!(
+        "{}.{}.sig",
+        b64(json!({"alg": "none"})),
+        b64(json!({"exp": unix_now - 10}))
+    );
+    for (answer, field) in [
+        (
+            json!({"access_token": "t", "expires_in": 0}),
+            "`expires_in`",
+        ),
+        (
+            json!({"access_token": "t", "expires_at": unix_now - 10}),
+            "`expires_at`",
+        ),
+        (json!({"access_token": dead_jwt}), "the JWT's `exp`"),
+    ] {
+        let endpoint = FaultEndpoint::start(Fault::json(answer)).await;
+        let handle = spawn(Kind::ClientCredentials, &endpoint);
+        let Err(Error::Fetch(error)) = handle.refresh().await else {
+            panic!("a dead token was accepted");
+        };
+        let text = error.to_string();
+        assert!(text.contains(&endpoint.url()), "{text}");
+        assert!(
+            text.contains(&format!("already expired by {field}")),
+            "{text}"
+        );
+        handle.shutdown();
+    }
+}
