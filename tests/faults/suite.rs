@@ -366,18 +366,21 @@ async fn requests_during_an_outage_follow_the_backoff_formula() {
 /// cut to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured_and_capped() {
-    for (retry_after, at_least, below) in [
-        ("1", 1_000, 1_500),
-        ("1000000000", 2_000, 2_500), // capped at max_retry_after (2 s here)
+    for (kind, retry_after, at_least, below) in [
+        (Kind::ClientCredentials, "1", 1_000, 1_500),
+        (Kind::RefreshToken, "1", 1_000, 1_500),
+        (Kind::ApiKey, "1", 1_000, 1_500),
+        // Capped at max_retry_after (2 s here).
+        (Kind::ClientCredentials, "1000000000", 2_000, 2_500),
     ] {
         let endpoint = FaultEndpoint::start(Fault::token("ok-token", 3600)).await;
         endpoint.then([Fault::answer(503, &[("retry-after", retry_after)], "")]);
-        let handle = spawn(Kind::ClientCredentials, &endpoint);
+        let handle = spawn(kind, &endpoint);
         handle.ready().await.unwrap();
         let gap = gaps(&endpoint.arrivals())[0];
         assert!(
             gap >= Duration::from_millis(at_least) && gap < Duration::from_millis(below),
-            "Retry-After {retry_after}: next request after {gap:?}"
+            "{kind:?}, Retry-After {retry_after}: next request after {gap:?}"
         );
         handle.shutdown();
     }
@@ -459,6 +462,72 @@ async fn tokens_refused_by_the_refresher_name_the_endpoint_and_the_field() {
             text.contains(&format!("already expired by {field}")),
             "{text}"
         );
+        handle.shutdown();
+    }
+}
+
+/// A refused connection (nothing listens) is transient and names the endpoint.
+#[tokio::test]
+async fn a_refused_connection_is_transient_and_named() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    drop(listener);
+    for kind in KINDS {
+        let error = source(kind, &url)
+            .fetch(FetchContext::new(FetchReason::Initial))
+            .await
+            .unwrap_err();
+        assert!(error.is_transient(), "{kind:?}: {error:?}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&url) && text.contains("could not connect"),
+            "{kind:?}: {text}"
+        );
+    }
+}
+
+/// Lifetimes written as a float or a quoted number are read; the expiry follows them.
+#[tokio::test]
+async fn expires_in_as_a_float_or_a_string_is_read() {
+    for (expires_in, secs) in [(json!(3600.5), 3600.5), (json!("120"), 120.0)] {
+        for kind in KINDS {
+            let answer = json!({"access_token": "t", "token": "t", "expires_in": expires_in});
+            let (result, _) = fetch_once(kind, Fault::json(answer)).await;
+            let token = result.unwrap_or_else(|e| panic!("{kind:?} {expires_in}: {e}"));
+            assert_eq!(
+                token.time_left(token.issued_at()),
+                Some(Duration::from_secs_f64(secs)),
+                "{kind:?} {expires_in}"
+            );
+        }
+    }
+}
+
+/// An endpoint that answers the very same near-expiry token again and again: no reader gets it
+/// past its first expiry, and the endpoint is not hammered (fetches at least `min_interval`
+/// apart, here 10 ms; the token lives 1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_near_expiry_token_again_and_again() {
+    for kind in KINDS {
+        let endpoint = FaultEndpoint::start(Fault::token("same-token", 1)).await;
+        let handle = spawn(kind, &endpoint);
+        let first = handle.ready().await.unwrap();
+        let expiry = first.expiry().unwrap();
+        let until = Instant::now() + Duration::from_millis(2_000);
+        while Instant::now() < until {
+            if let Ok(token) = handle.current() {
+                assert_eq!(token.expiry(), Some(expiry), "{kind:?}: the expiry moved");
+                assert!(
+                    SystemTime::now() < expiry,
+                    "{kind:?}: served past its expiry"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(handle.current().is_err(), "{kind:?}");
+        for gap in gaps(&endpoint.arrivals()) {
+            assert!(gap >= Duration::from_millis(10), "{kind:?}: {gap:?}");
+        }
         handle.shutdown();
     }
 }
