@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use secrecy::SecretString;
+use zeroize::Zeroizing;
 
 use super::response::{self, OAuthError};
 use super::scrub::scrub;
@@ -109,7 +110,8 @@ pub(crate) struct Endpoint {
 
 /// A successful answer.
 pub(crate) struct Answer {
-    pub(crate) body: Vec<u8>,
+    /// Wiped when dropped: it holds the token (and a refresh token) in plain text.
+    pub(crate) body: Zeroizing<Vec<u8>>,
 }
 
 /// A failed exchange: what the server said, if it answered, and the error to report.
@@ -243,7 +245,7 @@ impl Endpoint {
             {
                 return Err(too_large());
             }
-            let mut body = Vec::new();
+            let mut body = Zeroizing::new(Vec::new());
             while let Some(chunk) = response.chunk().await.map_err(|e| {
                 Rejection::transport(FetchError::transient(scrub(format!(
                     "{}: reading the answer failed: {}",

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use zeroize::{Zeroize, Zeroizing};
+
 use super::{StoreError, StoreFuture, TokenStore};
 use crate::Token;
 
@@ -72,6 +74,16 @@ struct Stored {
     extra: Map<String, Value>,
 }
 
+/// The plain copies of the secrets are wiped when the record is dropped.
+impl Drop for Stored {
+    fn drop(&mut self) {
+        self.access_token.zeroize();
+        if let Some(refresh_token) = &mut self.refresh_token {
+            refresh_token.zeroize();
+        }
+    }
+}
+
 fn unix(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -97,20 +109,22 @@ impl Stored {
         }
     }
 
-    fn into_token(self) -> Option<Token> {
-        let mut token = Token::new(self.access_token).with_token_type(self.token_type);
+    fn into_token(mut self) -> Option<Token> {
+        use std::mem::take;
+        let mut token = Token::new(take(&mut self.access_token))
+            .with_token_type(take(&mut self.token_type));
         if let Some(expires_at) = self.expires_at {
             token = token.expires_at(from_unix(expires_at)?);
         }
-        if let Some(scope) = self.scope {
+        if let Some(scope) = self.scope.take() {
             token = token.with_scope(scope);
         }
-        if let Some(refresh_token) = self.refresh_token {
+        if let Some(refresh_token) = self.refresh_token.take() {
             token = token.with_refresh_token(refresh_token);
         }
         Some(
             token
-                .with_extra(self.extra)
+                .with_extra(take(&mut self.extra))
                 .anchored_at(from_unix(self.issued_at)?),
         )
     }
@@ -123,7 +137,7 @@ impl FileStore {
             remove_stale_temporaries(&target);
         }
         let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
+            Ok(bytes) => Zeroizing::new(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::new(format!("token store {path}: {e}"))),
         };
@@ -194,7 +208,9 @@ impl FileStore {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&temporary)?;
-            let json = serde_json::to_vec_pretty(stored).map_err(std::io::Error::other)?;
+            let json = Zeroizing::new(
+                serde_json::to_vec_pretty(stored).map_err(std::io::Error::other)?,
+            );
             file.write_all(&json)?;
             file.sync_all()?;
             fs::rename(&temporary, &target)?;
