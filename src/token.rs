@@ -71,6 +71,10 @@ struct Inner {
     /// Derived from the fields above by `Inner::settle` (kept for the read path):
     expires_at: Option<SystemTime>,
     usable_until: Option<SystemTime>,
+    /// When the refresher means to refresh it, on the wall clock: a reader who finds this
+    /// passed tells the refresher (its timers run on the monotonic clock, which a suspended
+    /// machine or a wall-clock jump leaves behind).
+    refresh_due: Option<SystemTime>,
     refresh_in: Option<Duration>,
     scope: Option<String>,
     refresh_token: Option<SecretString>,
@@ -96,6 +100,7 @@ impl Token {
             serve_margin: Duration::ZERO,
             expires_at: None,
             usable_until: None,
+            refresh_due: None,
             refresh_in: None,
             scope: None,
             refresh_token: None,
@@ -277,6 +282,16 @@ impl Token {
             at if at == inner.stated_expiry => "`expires_at`",
             _ => "the assumed lifetime",
         }
+    }
+
+    /// The wall-clock time its refresher means to refresh it, if one does.
+    pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
+        self.inner.refresh_due
+    }
+
+    /// The same token, to be refreshed at `at` (wall clock).
+    pub(crate) fn with_refresh_due(self, at: SystemTime) -> Token {
+        self.edit(|inner| inner.refresh_due = Some(at))
     }
 
     /// The earliest expiry the token's source stated (not an assumed one).

@@ -201,9 +201,10 @@ async fn a_thousand_credentials_survive_four_hours_of_random_faults() {
         per_hour < 10.0,
         "{per_hour} fetches per credential per hour"
     );
-    // Every credential heals. A handful of reads (0 to 8 in 136,000 across seeds) still find
-    // no token after an hour of a healthy endpoint; not yet explained (see RELIABILITY.md),
-    // so bounded here rather than hidden.
+    // Every credential heals. At most one read in 136,000 (seen: a registry credential whose
+    // 22 s fetch queued behind the 16-fetch cap right after a wall-clock jump made many
+    // tokens due at once) finds no token after an hour of a healthy endpoint: bounded here,
+    // explained in RELIABILITY.md.
     assert!(
         report.unserved_while_healthy * 10_000 <= report.reads,
         "credentials do not heal: {report:?}"

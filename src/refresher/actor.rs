@@ -30,6 +30,10 @@ use crate::{
 /// the actor then simply re-checks, so nothing is lost.
 const LONGEST_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The shortest time between two checks of the wall clock against the schedule (see
+/// `Actor::next_timer`).
+const WALL_CLOCK_RECHECK: Duration = Duration::from_secs(10);
+
 pub(crate) type Reply = oneshot::Sender<Result<Token, Error>>;
 
 /// A function told of every event, besides the broadcast channel.
@@ -265,6 +269,8 @@ impl Actor {
     fn on_wake(&mut self) {
         self.notice_expiry();
         if self.valid_token().is_some() {
+            // A reader saw the refresh overdue by the wall clock.
+            self.refresh_if_overdue();
             return;
         }
         self.readers_waiting = true;
@@ -299,7 +305,22 @@ impl Actor {
         }
     }
 
+    /// Refreshes now if the wall clock says the refresh is due: the monotonic timers are left
+    /// behind when a machine is suspended or its clock jumps.
+    fn refresh_if_overdue(&mut self) {
+        let overdue = self
+            .valid_token()
+            .and_then(Token::refresh_due)
+            .is_some_and(|due| due <= self.now());
+        if overdue && self.in_flight.is_none() && self.last_error.is_none() {
+            let reason = self.scheduled_reason();
+            self.request_fetch(reason);
+        }
+    }
+
     fn on_timer(&mut self) {
+        self.notice_expiry();
+        self.refresh_if_overdue();
         let now = Instant::now();
         if self.expiry_check.is_some_and(|at| at <= now) {
             self.expiry_check = None;
@@ -401,8 +422,9 @@ impl Actor {
     }
 
     /// Makes `token` the current one; its refresh is scheduled by `fetched`'s times (the two
-    /// differ when a fetched token expiring sooner was not adopted).
-    fn adopt_scheduled_by(&mut self, token: &Token, fetched: &Token) {
+    /// differ when a fetched token expiring sooner was not adopted). Returns the token as
+    /// published (it carries its refresh time).
+    fn adopt_scheduled_by(&mut self, token: &Token, fetched: &Token) -> Token {
         let now = self.now();
         // Scheduled against the end of serving, not the expiry: a refresh always comes before
         // readers are turned away.
@@ -414,6 +436,10 @@ impl Actor {
             fastrand::f64() * 2.0 - 1.0,
         );
         let delay = schedule::delay_until(fetched.issued_at(), offset, now);
+        // Also on the wall clock, for readers (never past the end of serving: see `read`).
+        let due = now + delay;
+        let due = token.usable_until().map_or(due, |until| due.min(until));
+        let token = token.clone().with_refresh_due(due);
         self.token = Some(token.clone());
         self.expired = false;
         self.next_fetch = Some(deadline_in(delay));
@@ -421,9 +447,10 @@ impl Actor {
         self.schedule_expiry_check();
         debug!(
             next_refresh_in = %Readable(delay),
-            expires_in = %time_left(token, now),
+            expires_in = %time_left(&token, now),
             "refresh scheduled"
         );
+        token
     }
 
     fn schedule_expiry_check(&mut self) {
@@ -464,7 +491,7 @@ impl Actor {
         self.next_reason = None;
         self.not_before = None;
         self.initial = false;
-        self.adopt_scheduled_by(&token, &fetched);
+        let token = self.adopt_scheduled_by(&token, &fetched);
         self.publish();
 
         if recovered {
@@ -636,12 +663,23 @@ impl Actor {
         self.setup.events.send(event);
     }
 
+    /// The next wake-up: the next deadline, or sooner, halfway there (but no more often than
+    /// every [`WALL_CLOCK_RECHECK`]), so that a wall-clock jump that moved a deadline earlier is
+    /// noticed within half the time that was left even without readers: a few wake-ups per
+    /// token lifetime.
     fn next_timer(&self) -> Option<Instant> {
         let fetch = self.next_fetch.filter(|_| self.in_flight.is_none());
-        match (fetch, self.expiry_check) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let deadline = match (fetch, self.expiry_check) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let now = Instant::now();
+        let wait = deadline.saturating_duration_since(now);
+        Some(if wait > 2 * WALL_CLOCK_RECHECK {
+            now + wait / 2
+        } else {
+            deadline
+        })
     }
 }
 

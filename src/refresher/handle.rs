@@ -86,8 +86,8 @@ impl TokenHandle {
     /// [`Error::Failed`] after a permanent failure, [`Error::Stopped`] after shutdown.
     pub fn current(&self) -> Result<Token, Error> {
         let clock = &self.ends.clock;
-        let result = self.ends.state.borrow().read(|at| clock.has_passed(at));
-        if let Err(Error::Pending { .. } | Error::Expired { .. }) = result {
+        let (result, wake) = self.ends.state.borrow().read(|at| clock.has_passed(at));
+        if wake {
             // A full queue means a fetch is coming anyway.
             let _ = self.ends.commands.try_send(Command::Wake);
         }

@@ -96,10 +96,32 @@ impl TokenState {
         }
     }
 
-    /// The token if it has not expired, else why there is none. `has_passed` tells whether a
-    /// point in time is past (the read path's clock).
-    pub(crate) fn read(&self, has_passed: impl Fn(SystemTime) -> bool) -> Result<Token, Error> {
+    /// The token if it has not expired, else why there is none; and whether the refresher
+    /// should be woken (no valid token, or a refresh overdue by the wall clock). `has_passed`
+    /// tells whether a point in time is past (the read path's clock).
+    pub(crate) fn read(
+        &self,
+        has_passed: impl Fn(SystemTime) -> bool,
+    ) -> (Result<Token, Error>, bool) {
         let valid = |token: &Token| !token.usable_until().is_some_and(&has_passed);
+        if let TokenState::Fresh(token) = self
+            && let Some(due) = token.refresh_due()
+        {
+            // One clock comparison on the common path: the refresher never sets the refresh
+            // later than the end of serving, so "not due" means "valid" too.
+            if !has_passed(due) {
+                return (Ok(token.clone()), false);
+            }
+            if valid(token) {
+                return (Ok(token.clone()), true);
+            }
+        }
+        let result = self.read_slow(valid);
+        let wake = matches!(result, Err(Error::Pending { .. } | Error::Expired { .. }));
+        (result, wake)
+    }
+
+    fn read_slow(&self, valid: impl Fn(&Token) -> bool) -> Result<Token, Error> {
         match self {
             TokenState::Fresh(token) | TokenState::Refreshing(token) if valid(token) => {
                 Ok(token.clone())
@@ -186,10 +208,10 @@ mod tests {
     fn valid_tokens_are_read_and_expired_ones_are_not() {
         let valid = Token::new("t").expires_at(NOW + Duration::from_secs(1));
         let expired = Token::new("t").expires_at(NOW);
-        assert!(TokenState::Fresh(valid.clone()).read(at_now).is_ok());
-        assert!(TokenState::Refreshing(valid.clone()).read(at_now).is_ok());
+        assert!(TokenState::Fresh(valid.clone()).read(at_now).0.is_ok());
+        assert!(TokenState::Refreshing(valid.clone()).read(at_now).0.is_ok());
         assert!(matches!(
-            TokenState::Fresh(expired.clone()).read(at_now),
+            TokenState::Fresh(expired.clone()).read(at_now).0,
             Err(Error::Expired { last_error: None })
         ));
         let error = FetchError::transient("down");
@@ -199,8 +221,23 @@ mod tests {
             next_attempt: None,
         };
         assert!(
-            matches!(stale.read(at_now), Err(Error::Expired { last_error: Some(e) }) if e.ptr_eq(&error))
+            matches!(stale.read(at_now).0, Err(Error::Expired { last_error: Some(e) }) if e.ptr_eq(&error))
         );
+    }
+
+    #[test]
+    fn a_fresh_token_past_its_refresh_time_wakes_the_refresher() {
+        let token = Token::new("t")
+            .expires_at(NOW + Duration::from_secs(10))
+            .with_refresh_due(NOW);
+        let (result, wake) = TokenState::Fresh(token.clone()).read(at_now);
+        assert!(result.is_ok() && wake, "served, and the refresher told");
+        let later = token.with_refresh_due(NOW + Duration::from_secs(5));
+        let (result, wake) = TokenState::Fresh(later.clone()).read(at_now);
+        assert!(result.is_ok() && !wake);
+        // Refreshing already: no need to wake.
+        let (result, wake) = TokenState::Refreshing(later.with_refresh_due(NOW)).read(at_now);
+        assert!(result.is_ok() && !wake);
     }
 
     #[test]
@@ -210,9 +247,9 @@ mod tests {
             error,
             next_attempt: None,
         };
-        assert!(matches!(failed.read(at_now), Err(Error::Failed(_))));
+        assert!(matches!(failed.read(at_now).0, Err(Error::Failed(_))));
         assert!(matches!(
-            TokenState::Stopped.read(at_now),
+            TokenState::Stopped.read(at_now).0,
             Err(Error::Stopped)
         ));
         assert!(matches!(
@@ -220,7 +257,8 @@ mod tests {
                 last_error: None,
                 next_attempt: None
             }
-            .read(at_now),
+            .read(at_now)
+            .0,
             Err(Error::Pending { .. })
         ));
     }

@@ -111,8 +111,8 @@ impl Stored {
 
     fn into_token(mut self) -> Option<Token> {
         use std::mem::take;
-        let mut token = Token::new(take(&mut self.access_token))
-            .with_token_type(take(&mut self.token_type));
+        let mut token =
+            Token::new(take(&mut self.access_token)).with_token_type(take(&mut self.token_type));
         if let Some(expires_at) = self.expires_at {
             token = token.expires_at(from_unix(expires_at)?);
         }
@@ -208,9 +208,8 @@ impl FileStore {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&temporary)?;
-            let json = Zeroizing::new(
-                serde_json::to_vec_pretty(stored).map_err(std::io::Error::other)?,
-            );
+            let json =
+                Zeroizing::new(serde_json::to_vec_pretty(stored).map_err(std::io::Error::other)?);
             file.write_all(&json)?;
             file.sync_all()?;
             fs::rename(&temporary, &target)?;
