@@ -105,7 +105,8 @@ pub(crate) struct Actor {
     /// Consecutive failed fetches of the last one's kind (transient or permanent).
     streak: u32,
     /// The last failure, while its retry is waiting: what the backoff was decided from.
-    retry: Option<Retry>,
+    /// Boxed: only failing credentials have one, and idle ones are what a large process holds.
+    retry: Option<Box<Retry>>,
     /// A reader found no valid token since the last fetch started.
     readers_waiting: bool,
     /// Why the next fetch happens, when something other than the schedule asked for it.
@@ -539,11 +540,11 @@ impl Actor {
         };
         let sample = fastrand::f64();
         let retry_in = backoff::retry_delay(self.policy(), &failure, sample);
-        self.retry = Some(Retry {
+        self.retry = Some(Box::new(Retry {
             failed_at: Instant::now(),
             failure,
             sample,
-        });
+        }));
         match retry_in {
             Some(delay) => self.set_next_fetch(deadline_in(delay)),
             None => {
