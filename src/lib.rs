@@ -47,6 +47,7 @@
 mod clock;
 mod duration_format;
 mod error;
+pub mod fleet;
 pub mod integrations;
 mod jwt;
 mod policy;

@@ -11,8 +11,12 @@ use tracing::Instrument;
 use super::actor::{Actor, EventHook, Setup};
 use super::event::EventChannel;
 use super::handle::Ends;
+use crate::fleet::{FleetStore, Shared};
 use crate::registry::FetchLimit;
 use crate::store::TokenStore;
+
+/// Bound on each call to a fleet store (see [`RefresherBuilder::shared`]).
+const FLEET_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::{Clock, RefreshPolicy, Token, TokenHandle, TokenSource, TokenState};
 
 /// Spawns refreshers. See [`Refresher::builder`].
@@ -50,6 +54,7 @@ impl Refresher {
             cancel: None,
             initial: None,
             store: None,
+            fleet: None,
             clock: Clock::system(),
             event_capacity: 64,
             joined: None,
@@ -66,6 +71,7 @@ pub struct RefresherBuilder {
     cancel: Option<CancellationToken>,
     initial: Option<Token>,
     store: Option<Arc<dyn TokenStore>>,
+    fleet: Option<Arc<dyn FleetStore>>,
     clock: Clock,
     event_capacity: usize,
     /// Set by a registry: where to spawn, the shared fetch cap, the merged event stream.
@@ -87,6 +93,7 @@ impl fmt::Debug for RefresherBuilder {
             .field("cancellation_token", &self.cancel.is_some())
             .field("initial_token", &self.initial)
             .field("store", &self.store.is_some())
+            .field("shared", &self.fleet.is_some())
             .field("clock", &self.clock)
             .field("event_capacity", &self.event_capacity)
             .field("in_registry", &self.joined.is_some())
@@ -139,6 +146,15 @@ impl RefresherBuilder {
         self
     }
 
+    /// Shares the token with the other replicas that use the same fleet store: one of them
+    /// fetches when a refresh is due, the others adopt its token (see [`fleet`](crate::fleet)).
+    /// The minting lease lasts the policy's `fetch_timeout`; each call to the store is bounded
+    /// by 2 s, after which this replica fetches on its own.
+    pub fn shared(mut self, store: impl FleetStore) -> RefresherBuilder {
+        self.fleet = Some(Arc::new(store));
+        self
+    }
+
     /// The wall clock used for expiry. Default: [`Clock::system`]; tests on paused tokio time
     /// use [`Clock::tokio`].
     pub fn clock(mut self, clock: Clock) -> RefresherBuilder {
@@ -180,9 +196,18 @@ impl RefresherBuilder {
             ),
             None => (None, None, None),
         };
+        let source = match self.fleet {
+            Some(fleet) => Arc::new(Shared::new(
+                self.source,
+                fleet,
+                self.policy.fetch_timeout,
+                FLEET_STORE_TIMEOUT,
+            )) as Arc<dyn TokenSource>,
+            None => self.source,
+        };
         let actor = Actor::new(Setup {
             name: name.clone(),
-            source: self.source,
+            source,
             policy: self.policy,
             clock: self.clock.clone(),
             initial: self.initial,

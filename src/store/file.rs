@@ -130,6 +130,25 @@ impl Stored {
     }
 }
 
+/// A token as the store's JSON record: what `FileStore` writes, and what a fleet shares. The
+/// buffer is wiped when dropped.
+pub(crate) fn encode_record(token: &Token) -> Zeroizing<Vec<u8>> {
+    // Serialising plain strings and numbers cannot fail.
+    Zeroizing::new(serde_json::to_vec_pretty(&Stored::from_token(token)).unwrap_or_default())
+}
+
+/// A record back into a token, or why not (never quoting a value from it).
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<Token, String> {
+    let stored: Stored =
+        serde_json::from_slice(bytes).map_err(|e| without_values(&e.to_string()))?;
+    if stored.format != 1 {
+        return Err(format!("unknown format {}", stored.format));
+    }
+    stored
+        .into_token()
+        .ok_or_else(|| "a time is out of range".into())
+}
+
 impl FileStore {
     fn load_now(&self) -> Result<Option<Token>, StoreError> {
         let path = self.path.display();
@@ -142,20 +161,11 @@ impl FileStore {
             Err(e) => return Err(StoreError::new(format!("token store {path}: {e}"))),
         };
         warn_if_others_can_read(&self.path);
-        let corrupt = |why: String| {
+        decode_record(&bytes).map(Some).map_err(|why| {
             StoreError::new(format!(
                 "token store {path} is corrupt ({why}); it was left in place"
             ))
-        };
-        let stored: Stored =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(without_values(&e.to_string())))?;
-        if stored.format != 1 {
-            return Err(corrupt(format!("unknown format {}", stored.format)));
-        }
-        stored
-            .into_token()
-            .map(Some)
-            .ok_or_else(|| corrupt("a time is out of range".into()))
+        })
     }
 
     /// The file to replace: the path itself, or where a symbolic link at the path points.
@@ -172,7 +182,7 @@ impl FileStore {
         }
     }
 
-    fn save_now(&self, stored: &Stored) -> Result<(), StoreError> {
+    fn save_now(&self, record: &[u8]) -> Result<(), StoreError> {
         let path = self.path.display();
         let failed = |what: &str, e: std::io::Error| {
             StoreError::new(format!("token store {path}: {what}: {e}"))
@@ -208,9 +218,7 @@ impl FileStore {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&temporary)?;
-            let json =
-                Zeroizing::new(serde_json::to_vec_pretty(stored).map_err(std::io::Error::other)?);
-            file.write_all(&json)?;
+            file.write_all(record)?;
             file.sync_all()?;
             fs::rename(&temporary, &target)?;
             // Make the rename itself durable.
@@ -338,9 +346,9 @@ impl TokenStore for FileStore {
 
     fn save(&self, token: &Token) -> StoreFuture<'_, ()> {
         let store = self.clone();
-        let stored = Stored::from_token(token);
+        let record = encode_record(token);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || store.save_now(&stored))
+            tokio::task::spawn_blocking(move || store.save_now(&record))
                 .await
                 .map_err(|e| StoreError::new(format!("token store: {e}")))?
         })

@@ -14,6 +14,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use file::FileStore;
+#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
+pub(crate) use file::{decode_record, encode_record};
 
 use crate::Token;
 

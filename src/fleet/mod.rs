@@ -1,0 +1,245 @@
+//! A fleet of replicas sharing one token: one mint per lifetime, not one per replica.
+//!
+//! [`FleetStore`] is where the fleet keeps its newest token and its minting lease
+//! (`RedisFleet`, with the `redis` feature). Give one to
+//! [`RefresherBuilder::shared`](crate::RefresherBuilder::shared); every replica's refresher
+//! then, when a fetch is due:
+//!
+//! 1. adopts the fleet's token if it is newer than its own (a replica that starts while a
+//!    valid shared token exists fetches nothing);
+//! 2. otherwise takes the lease and, only if it got it, fetches from the token endpoint and
+//!    publishes the result (fenced: a holder whose lease has passed cannot overwrite a newer
+//!    token) *before* handing it to its own readers, so a rotated refresh token reaches the
+//!    fleet first and every replica follows one rotation chain;
+//! 3. otherwise waits, polling, for the lease holder's token; if none comes within the lease,
+//!    the fetch fails (transient) and is retried on the backoff schedule. While the token
+//!    endpoint fails, only lease holders ask it.
+//!
+//! The fleet store is never on the read path: `current()` reads the local watch channel. If
+//! the store cannot be reached within its timeout, the replica fetches on its own (static
+//! stability) and logs a warning; when the store answers again, the fleet converges back to one
+//! minter.
+
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::{FetchContext, FetchError, FetchFuture, FetchReason, Token, TokenSource};
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisFleet;
+
+/// The future a [`FleetStore`] returns.
+pub type FleetFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>;
+
+/// Where a fleet keeps its newest token and the lease on minting the next one.
+///
+/// Implementations must make [`publish`](FleetStore::publish) conditional on the lease in one
+/// atomic step. Every call is bounded by the caller's timeout; a failure makes the replica
+/// fetch on its own.
+pub trait FleetStore: Send + Sync + 'static {
+    /// The fleet's newest token, if there is one.
+    fn load(&self) -> FleetFuture<'_, Option<Token>>;
+
+    /// Takes the minting lease for `ttl` if nobody holds it. `true` if `holder` now holds it.
+    fn try_lease(&self, holder: &str, ttl: Duration) -> FleetFuture<'_, bool>;
+
+    /// Stores `token` as the fleet's newest and releases the lease, only if `holder` still
+    /// holds it. `true` if it was stored.
+    fn publish(&self, holder: &str, token: &Token) -> FleetFuture<'_, bool>;
+
+    /// Releases the lease if `holder` holds it (after a failed fetch).
+    fn release(&self, holder: &str) -> FleetFuture<'_, ()>;
+}
+
+/// Why a fleet store could not be used. Its message holds no secret.
+#[derive(Clone, Debug)]
+pub struct FleetError(String);
+
+impl FleetError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> FleetError {
+        FleetError(message.into())
+    }
+}
+
+impl fmt::Display for FleetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FleetError {}
+
+/// How often a replica that did not get the lease looks for the holder's token.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// A source that fetches through the fleet (see the module docs). Built by
+/// [`RefresherBuilder::shared`](crate::RefresherBuilder::shared).
+pub(crate) struct Shared {
+    source: Arc<dyn TokenSource>,
+    store: Arc<dyn FleetStore>,
+    /// This replica's lease identity.
+    holder: String,
+    /// How long a lease lasts: the fetch's own bound, so a holder that hangs loses it.
+    lease: Duration,
+    /// Bound on each call to the store.
+    store_timeout: Duration,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        source: Arc<dyn TokenSource>,
+        store: Arc<dyn FleetStore>,
+        lease: Duration,
+        store_timeout: Duration,
+    ) -> Shared {
+        Shared {
+            source,
+            store,
+            holder: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            lease,
+            store_timeout,
+        }
+    }
+
+    async fn bounded<T>(&self, call: FleetFuture<'_, T>) -> Result<T, FleetError> {
+        tokio::time::timeout(self.store_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(FleetError::new("the fleet store did not answer in time")))
+    }
+
+    async fn fetch_through_fleet(&self, ctx: FetchContext) -> Result<Token, FetchError> {
+        let shared = match self.bounded(self.store.load()).await {
+            Ok(shared) => shared,
+            Err(error) => return self.alone(ctx, &error).await,
+        };
+        if let Some(token) = shared.as_ref().filter(|t| adoptable(t, &ctx)) {
+            debug!("adopted the fleet's token");
+            return Ok(token.clone());
+        }
+        match self
+            .bounded(self.store.try_lease(&self.holder, self.lease))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return self.wait_for_holder(&ctx).await,
+            Err(error) => return self.alone(ctx, &error).await,
+        }
+        // The fleet's token carries the newest refresh token: mint from it.
+        let ctx = match shared {
+            Some(shared) => ctx.with_previous(shared),
+            None => ctx,
+        };
+        let result = self.source.fetch(ctx).await;
+        match &result {
+            Ok(token) => match self.bounded(self.store.publish(&self.holder, token)).await {
+                Ok(true) => debug!("minted a token for the fleet"),
+                Ok(false) => warn!("the minting lease ran out before the new token was shared"),
+                Err(error) => warn!(%error, "could not share the new token with the fleet"),
+            },
+            Err(_) => {
+                let _ = self.bounded(self.store.release(&self.holder)).await;
+            }
+        }
+        result
+    }
+
+    /// Another replica holds the lease: wait for its token, up to the lease's length.
+    async fn wait_for_holder(&self, ctx: &FetchContext) -> Result<Token, FetchError> {
+        let deadline = tokio::time::Instant::now() + self.lease;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(POLL_EVERY).await;
+            if let Ok(Some(token)) = self.bounded(self.store.load()).await
+                && adoptable(&token, ctx)
+            {
+                debug!("adopted the token another replica minted");
+                return Ok(token);
+            }
+        }
+        Err(FetchError::transient(format!(
+            "another replica holds the lease on minting and shared no token within {}",
+            crate::duration_format::Readable(self.lease)
+        )))
+    }
+
+    /// The fleet store is out of reach: fetch as if alone, so no replica goes without a token.
+    async fn alone(&self, ctx: FetchContext, error: &FleetError) -> Result<Token, FetchError> {
+        warn!(%error, "the fleet store is unavailable; fetching a token alone");
+        self.source.fetch(ctx).await
+    }
+}
+
+/// Whether the fleet's `token` should replace this replica's: valid, not the token a server
+/// just rejected, and not older than the one this replica has.
+fn adoptable(token: &Token, ctx: &FetchContext) -> bool {
+    if token.is_expired_at(ctx.started_at()) {
+        return false;
+    }
+    match ctx.previous() {
+        None => true,
+        Some(previous) if token.same_secret(previous) => false,
+        Some(_) if ctx.reason() == FetchReason::Rejected => true,
+        Some(previous) => match (token.expiry(), previous.expiry()) {
+            (Some(shared), Some(own)) => shared > own,
+            _ => true,
+        },
+    }
+}
+
+impl TokenSource for Shared {
+    fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
+        Box::pin(self.fetch_through_fleet(ctx))
+    }
+
+    fn origin(&self) -> Option<String> {
+        self.source.origin()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn ctx(reason: FetchReason, previous: Option<Token>) -> FetchContext {
+        FetchContext::for_attempt(reason, previous, 1, at(1_000))
+    }
+
+    #[test]
+    fn the_fleets_token_is_adopted_only_when_newer_valid_and_not_rejected() {
+        let shared = Token::new("shared").expires_at(at(2_000));
+        assert!(adoptable(&shared, &ctx(FetchReason::Initial, None)));
+        let older = Token::new("mine").expires_at(at(1_500));
+        assert!(adoptable(
+            &shared,
+            &ctx(FetchReason::Scheduled, Some(older))
+        ));
+        let newer = Token::new("mine").expires_at(at(3_000));
+        assert!(!adoptable(
+            &shared,
+            &ctx(FetchReason::Scheduled, Some(newer.clone()))
+        ));
+        assert!(
+            adoptable(&shared, &ctx(FetchReason::Rejected, Some(newer))),
+            "after a rejection any other valid token is better"
+        );
+        assert!(
+            !adoptable(&shared, &ctx(FetchReason::Rejected, Some(shared.clone()))),
+            "never the rejected token itself"
+        );
+        let expired = Token::new("old").expires_at(at(999));
+        assert!(!adoptable(&expired, &ctx(FetchReason::Initial, None)));
+    }
+}

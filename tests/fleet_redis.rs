@@ -1,0 +1,230 @@
+//! A fleet of replicas sharing one token through a real `redis-server` (Debian's package;
+//! `.ci/run` installs it), started by each test on a free loopback port in a temporary
+//! directory and stopped by its process id. Without `redis-server` the tests skip, saying so.
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokenwarden::fleet::RedisFleet;
+use tokenwarden::{ExposeSecret, FetchError, Refresher, Token, TokenHandle};
+
+struct RedisServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!(
+                "SKIPPED: redis-server is not installed (`.ci/run` installs Debian's redis-server)"
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+            _dir: dir,
+        };
+        // Ready when it answers PING (bounded: 10 s).
+        let client = redis::Client::open(server.url.as_str()).unwrap();
+        for _ in 0..200 {
+            if let Ok(mut connection) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut connection).is_ok()
+            {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not answer PING within 10 s");
+    }
+
+    fn fleet(&self, name: &str) -> RedisFleet {
+        RedisFleet::new(redis::Client::open(self.url.as_str()).unwrap(), name)
+    }
+}
+
+/// A token endpoint that counts its mints; each answer takes 200 ms.
+fn counting_source(mints: &Arc<AtomicU32>) -> impl tokenwarden::TokenSource {
+    let mints = mints.clone();
+    tokenwarden::from_fn(move |_ctx| {
+        let n = mints.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, FetchError>(
+                Token::new(format!("fleet-token-{n}")).expires_in(Duration::from_secs(600)),
+            )
+        }
+    })
+}
+
+fn replica(fleet: RedisFleet, source: impl tokenwarden::TokenSource) -> TokenHandle {
+    Refresher::builder(source).shared(fleet).spawn()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_replicas_mint_once_and_a_late_one_adopts() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let replicas: Vec<_> = (0..10)
+        .map(|_| replica(redis.fleet("billing-api"), counting_source(&mints)))
+        .collect();
+    let mut secrets = std::collections::HashSet::new();
+    for handle in &replicas {
+        secrets.insert(handle.ready().await.unwrap().expose_secret().to_owned());
+    }
+    assert_eq!(mints.load(Ordering::SeqCst), 1, "one mint for the fleet");
+    assert_eq!(secrets.len(), 1, "every replica serves the same token");
+
+    let late = replica(redis.fleet("billing-api"), counting_source(&mints));
+    late.ready().await.unwrap();
+    assert_eq!(
+        mints.load(Ordering::SeqCst),
+        1,
+        "a late replica adopts without a fetch"
+    );
+
+    // Another credential (another name) is another fleet.
+    let other = replica(redis.fleet("other-api"), counting_source(&mints));
+    other.ready().await.unwrap();
+    assert_eq!(mints.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_every_replica_fetches_on_its_own() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let replicas: Vec<_> = (0..3)
+        .map(|_| replica(redis.fleet("billing-api"), counting_source(&mints)))
+        .collect();
+    for handle in &replicas {
+        handle.ready().await.unwrap();
+    }
+    assert_eq!(mints.load(Ordering::SeqCst), 1);
+
+    drop(redis); // killed: SIGKILL by its pid
+    for handle in &replicas {
+        assert!(handle.current().is_ok(), "a valid token is still served");
+    }
+    for handle in &replicas {
+        let token = handle.refresh().await.expect("fetched alone");
+        assert!(token.expose_secret().starts_with("fleet-token-"));
+    }
+    assert_eq!(
+        mints.load(Ordering::SeqCst),
+        4,
+        "each replica minted on its own"
+    );
+}
+
+/// A refresh-token grant whose server revokes the grant when a rotated refresh token is used
+/// again: five replicas refreshing in turn follow one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_one_refresh_token_chain() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // The server's state: the one valid refresh token, and whether the grant was revoked.
+    let server = Arc::new(Mutex::new(("rt-0".to_owned(), false, 0u32)));
+    let source = |server: Arc<Mutex<(String, bool, u32)>>| {
+        tokenwarden::from_fn(move |ctx| {
+            let server = server.clone();
+            async move {
+                let presented = ctx
+                    .previous()
+                    .and_then(Token::refresh_token)
+                    .map_or("rt-0".to_owned(), |rt| rt.expose_secret().to_owned());
+                let mut state = server.lock().unwrap();
+                if state.1 || presented != state.0 {
+                    state.1 = true; // reuse of a rotated refresh token: revoke the grant
+                    return Err(FetchError::permanent("invalid_grant: refresh token reused"));
+                }
+                state.2 += 1;
+                state.0 = format!("rt-{}", state.2);
+                Ok(Token::new(format!("access-{}", state.2))
+                    .expires_in(Duration::from_secs(600))
+                    .with_refresh_token(state.0.clone()))
+            }
+        })
+    };
+    let replicas: Vec<_> = (0..5)
+        .map(|_| replica(redis.fleet("grant"), source(server.clone())))
+        .collect();
+    for handle in &replicas {
+        handle.ready().await.unwrap();
+    }
+    for round in 0..20 {
+        let handle = &replicas[round % replicas.len()];
+        handle
+            .refresh()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    let (revoked, rotations) = {
+        let state = server.lock().unwrap();
+        (state.1, state.2)
+    };
+    assert!(!revoked, "the grant was never revoked");
+    // A replica whose token is older than the fleet's adopts the fleet's on refresh();
+    // one that already has the newest mints (rotates). Either way one chain.
+    assert!((5..=21).contains(&rotations), "{rotations} rotations");
+    for handle in &replicas {
+        let token = handle.current().unwrap();
+        assert!(token.expose_secret().starts_with("access-"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_secret_is_in_the_fleet_store_debug_or_errors() {
+    let fleet = RedisFleet::new(
+        redis::Client::open("redis://:pw-SECRET@127.0.0.1:1/").unwrap(),
+        "n",
+    );
+    assert!(!format!("{fleet:?}").contains("SECRET"));
+    let handle = replica(
+        fleet,
+        tokenwarden::from_fn(|_ctx| async {
+            Ok::<_, FetchError>(Token::new("t-SECRET").expires_in(Duration::from_secs(60)))
+        }),
+    );
+    // Redis unreachable: fetched alone, and nothing printed holds the password.
+    let token = handle.ready().await.unwrap();
+    assert_eq!(token.expose_secret(), "t-SECRET");
+    assert!(!format!("{handle:?}").contains("SECRET"));
+    assert!(handle.current().is_ok());
+}
