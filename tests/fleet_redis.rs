@@ -228,3 +228,47 @@ async fn nothing_secret_is_in_the_fleet_store_debug_or_errors() {
     assert!(!format!("{handle:?}").contains("SECRET"));
     assert!(handle.current().is_ok());
 }
+
+/// What the fleet did is told as events: minted, adopted, store gone, store back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_events_tell_what_happened() {
+    use tokenwarden::{Event, Registry};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let registry: Registry<u32> = Registry::builder().build();
+    let mut events = registry.subscribe();
+    let first = registry.insert(
+        1,
+        Refresher::builder(counting_source(&mints)).shared(redis.fleet("evented")),
+    );
+    first.ready().await.unwrap();
+    let second = registry.insert(
+        2,
+        Refresher::builder(counting_source(&mints)).shared(redis.fleet("evented")),
+    );
+    second.ready().await.unwrap();
+    let mut seen = Vec::new();
+    while let Ok(keyed) = events.try_recv() {
+        match keyed.event {
+            Event::MintedForFleet => seen.push((keyed.key, "minted")),
+            Event::AdoptedFromFleet => seen.push((keyed.key, "adopted")),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, [(1, "minted"), (2, "adopted")]);
+
+    // The store goes away, and the next refresh says so.
+    drop(redis);
+    first.refresh().await.unwrap();
+    let mut unavailable = false;
+    while let Ok(keyed) = events.try_recv() {
+        if let Event::FleetUnavailable { error } = keyed.event {
+            assert!(!error.to_string().is_empty());
+            unavailable = true;
+        }
+    }
+    assert!(unavailable, "FleetUnavailable was sent");
+    registry.shutdown();
+}

@@ -27,11 +27,15 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use crate::{FetchContext, FetchError, FetchFuture, FetchReason, Token, TokenSource};
+use crate::{Event, FetchContext, FetchError, FetchFuture, FetchReason, Token, TokenSource};
+
+/// Where a [`Shared`] source reports what it did (the refresher's event stream).
+pub(crate) type Report = Arc<dyn Fn(Event) + Send + Sync>;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisFleet;
@@ -92,6 +96,9 @@ pub(crate) struct Shared {
     lease: Duration,
     /// Bound on each call to the store.
     store_timeout: Duration,
+    report: Report,
+    /// The store failed its last call (so its recovery is reported once).
+    unavailable: AtomicBool,
 }
 
 impl Shared {
@@ -100,6 +107,7 @@ impl Shared {
         store: Arc<dyn FleetStore>,
         lease: Duration,
         store_timeout: Duration,
+        report: Report,
     ) -> Shared {
         Shared {
             source,
@@ -107,13 +115,29 @@ impl Shared {
             holder: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
             lease,
             store_timeout,
+            report,
+            unavailable: AtomicBool::new(false),
         }
     }
 
+    /// One call to the store, bounded; reports when the store goes away and comes back.
     async fn bounded<T>(&self, call: FleetFuture<'_, T>) -> Result<T, FleetError> {
-        tokio::time::timeout(self.store_timeout, call)
+        let result = tokio::time::timeout(self.store_timeout, call)
             .await
-            .unwrap_or_else(|_| Err(FleetError::new("the fleet store did not answer in time")))
+            .unwrap_or_else(|_| Err(FleetError::new("the fleet store did not answer in time")));
+        match &result {
+            Ok(_) if self.unavailable.swap(false, Ordering::Relaxed) => {
+                tracing::info!("the fleet store answers again");
+                (self.report)(Event::FleetAvailable);
+            }
+            Err(error) if !self.unavailable.swap(true, Ordering::Relaxed) => {
+                (self.report)(Event::FleetUnavailable {
+                    error: error.clone(),
+                });
+            }
+            _ => {}
+        }
+        result
     }
 
     async fn fetch_through_fleet(&self, ctx: FetchContext) -> Result<Token, FetchError> {
@@ -123,6 +147,7 @@ impl Shared {
         };
         if let Some(token) = shared.as_ref().filter(|t| adoptable(t, &ctx)) {
             debug!("adopted the fleet's token");
+            (self.report)(Event::AdoptedFromFleet);
             return Ok(token.clone());
         }
         match self
@@ -141,8 +166,14 @@ impl Shared {
         let result = self.source.fetch(ctx).await;
         match &result {
             Ok(token) => match self.bounded(self.store.publish(&self.holder, token)).await {
-                Ok(true) => debug!("minted a token for the fleet"),
-                Ok(false) => warn!("the minting lease ran out before the new token was shared"),
+                Ok(true) => {
+                    debug!("minted a token for the fleet");
+                    (self.report)(Event::MintedForFleet);
+                }
+                Ok(false) => {
+                    warn!("the minting lease ran out before the new token was shared");
+                    (self.report)(Event::FleetLeaseLost);
+                }
                 Err(error) => warn!(%error, "could not share the new token with the fleet"),
             },
             Err(_) => {
@@ -161,6 +192,7 @@ impl Shared {
                 && adoptable(&token, ctx)
             {
                 debug!("adopted the token another replica minted");
+                (self.report)(Event::AdoptedFromFleet);
                 return Ok(token);
             }
         }

@@ -17,7 +17,7 @@ use crate::store::TokenStore;
 
 /// Bound on each call to a fleet store (see [`RefresherBuilder::shared`]).
 const FLEET_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-use crate::{Clock, RefreshPolicy, Token, TokenHandle, TokenSource, TokenState};
+use crate::{Clock, Event, RefreshPolicy, Token, TokenHandle, TokenSource, TokenState};
 
 /// Spawns refreshers. See [`Refresher::builder`].
 #[derive(Debug)]
@@ -197,12 +197,22 @@ impl RefresherBuilder {
             None => (None, None, None),
         };
         let source = match self.fleet {
-            Some(fleet) => Arc::new(Shared::new(
-                self.source,
-                fleet,
-                self.policy.fetch_timeout,
-                FLEET_STORE_TIMEOUT,
-            )) as Arc<dyn TokenSource>,
+            Some(fleet) => {
+                let (events, hook) = (events.clone(), event_hook.clone());
+                let report = Arc::new(move |event: Event| {
+                    if let Some(hook) = &hook {
+                        hook(&event);
+                    }
+                    events.send(event);
+                });
+                Arc::new(Shared::new(
+                    self.source,
+                    fleet,
+                    self.policy.fetch_timeout,
+                    FLEET_STORE_TIMEOUT,
+                    report,
+                )) as Arc<dyn TokenSource>
+            }
             None => self.source,
         };
         let actor = Actor::new(Setup {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use crate::fleet::FleetError;
 use crate::store::StoreError;
 use crate::{FetchError, FetchReason, Token};
 
@@ -70,6 +71,22 @@ pub enum Event {
         /// Why.
         error: StoreError,
     },
+    /// The fleet's token was adopted instead of fetching one (see
+    /// [`shared`](crate::RefresherBuilder::shared)). Sent before that token's `Rotated`.
+    AdoptedFromFleet,
+    /// This replica held the fleet's lease, fetched a token and shared it. Sent before that
+    /// token's `Rotated`.
+    MintedForFleet,
+    /// This replica fetched a token under the fleet's lease, but the lease ran out before the
+    /// token was shared (the fetch took longer than `fetch_timeout`); the token is served here.
+    FleetLeaseLost,
+    /// The fleet store could not be reached; this replica fetches on its own until it can.
+    FleetUnavailable {
+        /// Why.
+        error: FleetError,
+    },
+    /// The fleet store answers again after [`FleetUnavailable`](Event::FleetUnavailable).
+    FleetAvailable,
     /// The refresher stopped; no further events follow.
     Stopped,
 }
