@@ -272,3 +272,56 @@ async fn fleet_events_tell_what_happened() {
     assert!(unavailable, "FleetUnavailable was sent");
     registry.shutdown();
 }
+
+/// With a shared key, what Redis holds is sealed: unreadable there, and useless to a replica
+/// with another key (it fetches on its own and says why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_fleet_token_is_unreadable_in_redis() {
+    use tokenwarden::{Event, Registry};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let key = [7u8; 32];
+    let first = replica(redis.fleet("sealed").with_key(key), counting_source(&mints));
+    let token = first.ready().await.unwrap();
+
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg("tokenwarden:{sealed}:token")
+        .query(&mut connection)
+        .unwrap();
+    let secret = token.expose_secret().as_bytes();
+    assert!(!stored.windows(secret.len()).any(|w| w == secret), "sealed");
+    assert!(!String::from_utf8_lossy(&stored).contains("access_token"));
+
+    let same_key = replica(redis.fleet("sealed").with_key(key), counting_source(&mints));
+    assert_eq!(
+        same_key.ready().await.unwrap().expose_secret(),
+        token.expose_secret()
+    );
+    assert_eq!(mints.load(Ordering::SeqCst), 1, "the same key opens it");
+
+    let registry: Registry<u8> = Registry::builder().build();
+    let mut events = registry.subscribe();
+    let other_key = registry.insert(
+        0,
+        Refresher::builder(counting_source(&mints)).shared(redis.fleet("sealed").with_key([9; 32])),
+    );
+    let own = other_key.ready().await.unwrap();
+    assert_ne!(own.expose_secret(), token.expose_secret());
+    assert_eq!(
+        mints.load(Ordering::SeqCst),
+        2,
+        "another key fetches on its own"
+    );
+    let mut why = None;
+    while let Ok(keyed) = events.try_recv() {
+        if let Event::FleetUnavailable { error } = keyed.event {
+            why = Some(error.to_string());
+        }
+    }
+    assert!(why.unwrap().contains("cannot be opened with this key"));
+    registry.shutdown();
+}

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
@@ -20,6 +22,9 @@ end
 return 0
 ";
 
+/// The length of an XChaCha20-Poly1305 nonce, stored before the ciphertext.
+const NONCE: usize = 24;
+
 /// Releases the lease only if the caller holds it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -32,9 +37,12 @@ return 0
 ///
 /// Keys, for a fleet named `billing-api`: `tokenwarden:{billing-api}:token` (the token as a
 /// JSON record, expiring with it) and `tokenwarden:{billing-api}:lease` (the minting lease,
-/// expiring after the fetch bound). The braces keep both in one Redis Cluster slot. The record
-/// holds the access token and refresh token in plain text: restrict who can read these keys
-/// (Redis ACLs), and use `rediss://` across a network.
+/// expiring after the fetch bound). The braces keep both in one Redis Cluster slot.
+///
+/// The record holds the access and refresh tokens. Seal it with a key every replica shares
+/// ([`with_key`](RedisFleet::with_key), XChaCha20-Poly1305), so that someone who can read
+/// Redis cannot use them; without a key it is plain JSON: then restrict who can read these
+/// keys (Redis ACLs). Use `rediss://` across a network either way.
 ///
 /// The connection is made on first use and re-made after failures; a Redis that is down at
 /// start only makes replicas fetch on their own until it is back.
@@ -55,6 +63,7 @@ pub struct RedisFleet {
     connection: OnceCell<ConnectionManager>,
     token_key: String,
     lease_key: String,
+    seal: Option<XChaCha20Poly1305>,
 }
 
 impl RedisFleet {
@@ -65,7 +74,61 @@ impl RedisFleet {
             connection: OnceCell::new(),
             token_key: format!("tokenwarden:{{{name}}}:token"),
             lease_key: format!("tokenwarden:{{{name}}}:lease"),
+            seal: None,
         }
+    }
+
+    /// Seals the token record with this 32-byte key (XChaCha20-Poly1305, a random nonce per
+    /// record, bound to the fleet's name). Every replica of the fleet needs the same key; a
+    /// replica with another key cannot open the record and fetches on its own (with a
+    /// `FleetUnavailable` event saying why).
+    pub fn with_key(mut self, key: [u8; 32]) -> RedisFleet {
+        let key = zeroize::Zeroizing::new(key);
+        self.seal = Some(XChaCha20Poly1305::new(Key::from_slice(&key[..])));
+        self
+    }
+
+    /// The record as stored: sealed (nonce, then ciphertext) when a key is set.
+    fn sealed(&self, record: &[u8]) -> Result<Vec<u8>, FleetError> {
+        let Some(cipher) = &self.seal else {
+            return Ok(record.to_vec());
+        };
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let payload = Payload {
+            msg: record,
+            aad: self.token_key.as_bytes(),
+        };
+        let mut out = nonce.to_vec();
+        out.extend(
+            cipher
+                .encrypt(&nonce, payload)
+                .map_err(|_| FleetError::new("sealing the fleet's token failed"))?,
+        );
+        Ok(out)
+    }
+
+    /// The record from what is stored.
+    fn opened(&self, stored: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, FleetError> {
+        let Some(cipher) = &self.seal else {
+            return Ok(zeroize::Zeroizing::new(stored.to_vec()));
+        };
+        let cannot = || {
+            FleetError::new(
+                "the fleet's token cannot be opened with this key (another key, or tampered with)",
+            )
+        };
+        if stored.len() < NONCE {
+            return Err(cannot());
+        }
+        let (nonce, ciphertext) = stored.split_at(NONCE);
+        let payload = Payload {
+            msg: ciphertext,
+            aad: self.token_key.as_bytes(),
+        };
+        cipher
+            .decrypt(XNonce::from_slice(nonce), payload)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| cannot())
     }
 
     async fn connection(&self) -> Result<ConnectionManager, FleetError> {
@@ -91,13 +154,13 @@ impl FleetStore for RedisFleet {
                 .query_async(&mut connection)
                 .await
                 .map_err(failed)?;
-            let record = record.map(zeroize::Zeroizing::new);
-            match record {
-                None => Ok(None),
-                Some(record) => decode_record(&record).map(Some).map_err(|why| {
-                    FleetError::new(format!("the fleet's token is corrupt ({why})"))
-                }),
-            }
+            let Some(stored) = record.map(zeroize::Zeroizing::new) else {
+                return Ok(None);
+            };
+            let record = self.opened(&stored)?;
+            decode_record(&record)
+                .map(Some)
+                .map_err(|why| FleetError::new(format!("the fleet's token is corrupt ({why})")))
         })
     }
 
@@ -120,7 +183,7 @@ impl FleetStore for RedisFleet {
 
     fn publish(&self, holder: &str, token: &Token) -> FleetFuture<'_, bool> {
         let holder = holder.to_owned();
-        let record = encode_record(token);
+        let record = self.sealed(&encode_record(token));
         // Kept as long as the token lives (an hour when it states no expiry).
         let keep = token
             .expiry()
@@ -134,7 +197,7 @@ impl FleetStore for RedisFleet {
                 .key(&self.lease_key)
                 .key(&self.token_key)
                 .arg(holder)
-                .arg(&record[..])
+                .arg(record?)
                 .arg(keep)
                 .invoke_async(&mut connection)
                 .await
@@ -162,6 +225,7 @@ impl fmt::Debug for RedisFleet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisFleet")
             .field("token_key", &self.token_key)
+            .field("sealed", &self.seal.is_some())
             .finish_non_exhaustive()
     }
 }
