@@ -325,3 +325,56 @@ async fn a_sealed_fleet_token_is_unreadable_in_redis() {
     assert!(why.unwrap().contains("cannot be opened with this key"));
     registry.shutdown();
 }
+
+/// While the token endpoint fails, it sees what one replica sends, not what the fleet would:
+/// the lease holder retries on its backoff schedule and keeps the lease; the others wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_costs_the_endpoint_one_prober_not_the_fleet() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut policy = tokenwarden::RefreshPolicy::default();
+    policy.min_interval = Duration::from_millis(10);
+    policy.fetch_timeout = Duration::from_secs(1); // the lease
+    policy.backoff.initial = Duration::from_millis(50);
+    policy.backoff.max = Duration::from_millis(400);
+    policy.backoff.jitter = 0.0;
+    let failing = |asked: &Arc<AtomicU32>| {
+        let asked = asked.clone();
+        tokenwarden::from_fn(move |_ctx| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            async { Err::<Token, _>(FetchError::transient("https://idp.test/token answered 503")) }
+        })
+    };
+    let window = Duration::from_secs(3);
+
+    let alone = Arc::new(AtomicU32::new(0));
+    let handle = Refresher::builder(failing(&alone))
+        .policy(policy.clone())
+        .shared(redis.fleet("alone"))
+        .spawn();
+    tokio::time::sleep(window).await;
+    handle.shutdown();
+    let one = alone.load(Ordering::SeqCst);
+
+    let fleet = Arc::new(AtomicU32::new(0));
+    let replicas: Vec<_> = (0..5)
+        .map(|_| {
+            Refresher::builder(failing(&fleet))
+                .policy(policy.clone())
+                .shared(redis.fleet("fleet"))
+                .spawn()
+        })
+        .collect();
+    tokio::time::sleep(window).await;
+    for handle in &replicas {
+        handle.shutdown();
+    }
+    let five = fleet.load(Ordering::SeqCst);
+    println!("requests in {window:?}: one replica {one}, a fleet of five {five}");
+    assert!(one >= 8, "{one}");
+    assert!(
+        five <= one + 2,
+        "a fleet of five sent {five}, one replica {one}"
+    );
+}

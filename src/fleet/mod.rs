@@ -12,8 +12,10 @@
 //!    token) *before* handing it to its own readers, so a rotated refresh token reaches the
 //!    fleet first and every replica follows one rotation chain;
 //! 3. otherwise waits, polling, for the lease holder's token; if none comes within the lease,
-//!    the fetch fails (transient) and is retried on the backoff schedule. While the token
-//!    endpoint fails, only lease holders ask it.
+//!    the fetch fails (transient) and is retried on the backoff schedule. A holder whose fetch
+//!    failed keeps the lease and retries on its own schedule, so while the token endpoint
+//!    fails, it sees one prober, not the fleet; if that replica goes away, its lease runs out
+//!    (after `fetch_timeout`) and another takes over.
 //!
 //! The fleet store is never on the read path: `current()` reads the local watch channel. If
 //! the store cannot be reached within its timeout, the replica fetches on its own (static
@@ -52,15 +54,13 @@ pub trait FleetStore: Send + Sync + 'static {
     /// The fleet's newest token, if there is one.
     fn load(&self) -> FleetFuture<'_, Option<Token>>;
 
-    /// Takes the minting lease for `ttl` if nobody holds it. `true` if `holder` now holds it.
+    /// Takes the minting lease for `ttl` if nobody holds it, or renews it for `ttl` if
+    /// `holder` holds it already. `true` if `holder` now holds it.
     fn try_lease(&self, holder: &str, ttl: Duration) -> FleetFuture<'_, bool>;
 
     /// Stores `token` as the fleet's newest and releases the lease, only if `holder` still
     /// holds it. `true` if it was stored.
     fn publish(&self, holder: &str, token: &Token) -> FleetFuture<'_, bool>;
-
-    /// Releases the lease if `holder` holds it (after a failed fetch).
-    fn release(&self, holder: &str) -> FleetFuture<'_, ()>;
 }
 
 /// Why a fleet store could not be used. Its message holds no secret.
@@ -164,8 +164,11 @@ impl Shared {
             None => ctx,
         };
         let result = self.source.fetch(ctx).await;
-        match &result {
-            Ok(token) => match self.bounded(self.store.publish(&self.holder, token)).await {
+        // After a failure the lease is kept: this replica retries on its backoff schedule
+        // (renewing it), the others keep waiting, so an outage costs the token endpoint one
+        // prober, not a fleet. If this replica goes away, the lease runs out.
+        if let Ok(token) = &result {
+            match self.bounded(self.store.publish(&self.holder, token)).await {
                 Ok(true) => {
                     debug!("minted a token for the fleet");
                     (self.report)(Event::MintedForFleet);
@@ -175,9 +178,6 @@ impl Shared {
                     (self.report)(Event::FleetLeaseLost);
                 }
                 Err(error) => warn!(%error, "could not share the new token with the fleet"),
-            },
-            Err(_) => {
-                let _ = self.bounded(self.store.release(&self.holder)).await;
             }
         }
         result

@@ -25,10 +25,14 @@ return 0
 /// The length of an XChaCha20-Poly1305 nonce, stored before the ciphertext.
 const NONCE: usize = 24;
 
-/// Releases the lease only if the caller holds it.
-const RELEASE: &str = r"
+/// Takes the lease if free, or renews it if the caller holds it.
+const LEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
 end
 return 0
 ";
@@ -168,16 +172,14 @@ impl FleetStore for RedisFleet {
         let holder = holder.to_owned();
         Box::pin(async move {
             let mut connection = self.connection().await?;
-            let taken: Option<String> = redis::cmd("SET")
-                .arg(&self.lease_key)
+            let taken: i64 = redis::Script::new(LEASE)
+                .key(&self.lease_key)
                 .arg(holder)
-                .arg("NX")
-                .arg("PX")
                 .arg(ttl.as_millis().max(1) as u64)
-                .query_async(&mut connection)
+                .invoke_async(&mut connection)
                 .await
                 .map_err(failed)?;
-            Ok(taken.is_some())
+            Ok(taken == 1)
         })
     }
 
@@ -203,20 +205,6 @@ impl FleetStore for RedisFleet {
                 .await
                 .map_err(failed)?;
             Ok(stored == 1)
-        })
-    }
-
-    fn release(&self, holder: &str) -> FleetFuture<'_, ()> {
-        let holder = holder.to_owned();
-        Box::pin(async move {
-            let mut connection = self.connection().await?;
-            let _: i64 = redis::Script::new(RELEASE)
-                .key(&self.lease_key)
-                .arg(holder)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(failed)?;
-            Ok(())
         })
     }
 }
