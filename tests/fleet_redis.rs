@@ -378,3 +378,98 @@ async fn an_outage_costs_the_endpoint_one_prober_not_the_fleet() {
         "a fleet of five sent {five}, one replica {one}"
     );
 }
+
+fn signal(redis: &RedisServer, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &redis.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Redis frozen (SIGSTOP) past the store's 2 s bound: every replica keeps serving and fetches on
+/// its own; resumed (SIGCONT), the fleet converges back to one minter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_is_survived_and_the_fleet_converges_after() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let replicas: Vec<_> = (0..3)
+        .map(|_| replica(redis.fleet("frozen"), counting_source(&mints)))
+        .collect();
+    for handle in &replicas {
+        handle.ready().await.unwrap();
+    }
+    assert_eq!(mints.load(Ordering::SeqCst), 1);
+
+    signal(&redis, "-STOP");
+    let refreshes = replicas.iter().map(|handle| {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.refresh().await })
+    });
+    for handle in &replicas {
+        assert!(handle.current().is_ok(), "served while Redis is frozen");
+    }
+    for refresh in refreshes {
+        refresh.await.unwrap().expect("fetched alone");
+    }
+    assert_eq!(
+        mints.load(Ordering::SeqCst),
+        4,
+        "each replica fetched on its own"
+    );
+
+    signal(&redis, "-CONT");
+    // One replica mints for the fleet again; the others adopt its (newer) token.
+    replicas[0].refresh().await.unwrap();
+    let newest = replicas[0].current().unwrap();
+    for handle in &replicas[1..] {
+        assert_eq!(
+            handle.refresh().await.unwrap().expose_secret(),
+            newest.expose_secret()
+        );
+    }
+    assert_eq!(mints.load(Ordering::SeqCst), 5, "one minter again");
+}
+
+/// A lease holder that goes away mid-fetch loses the lease when it runs out (the fetch bound,
+/// 1 s here), and another replica takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_dies_mid_fetch_is_taken_over() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut policy = tokenwarden::RefreshPolicy::default();
+    policy.fetch_timeout = Duration::from_secs(1);
+    policy.min_interval = Duration::from_millis(10);
+    policy.backoff.initial = Duration::from_millis(50);
+    policy.backoff.jitter = 0.0;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let hanging = tokenwarden::from_fn({
+        let started = started.clone();
+        move |_ctx| {
+            started.notify_one();
+            std::future::pending::<Result<Token, FetchError>>()
+        }
+    });
+    let holder = Refresher::builder(hanging)
+        .policy(policy.clone())
+        .shared(redis.fleet("takeover"))
+        .spawn();
+    started.notified().await; // it holds the lease and hangs in the fetch
+    holder.shutdown();
+    holder.stopped().await;
+
+    let mints = Arc::new(AtomicU32::new(0));
+    let successor = Refresher::builder(counting_source(&mints))
+        .policy(policy)
+        .shared(redis.fleet("takeover"))
+        .spawn();
+    let token = tokio::time::timeout(Duration::from_secs(5), successor.ready())
+        .await
+        .expect("taken over once the lease ran out")
+        .unwrap();
+    assert!(token.expose_secret().starts_with("fleet-token-"));
+    assert_eq!(mints.load(Ordering::SeqCst), 1);
+}
