@@ -152,38 +152,56 @@ async fn without_redis_every_replica_fetches_on_its_own() {
     );
 }
 
-/// A refresh-token grant whose server revokes the grant when a rotated refresh token is used
-/// again: five replicas refreshing in turn follow one chain.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_follow_one_refresh_token_chain() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    // The server's state: the one valid refresh token, and whether the grant was revoked.
-    let server = Arc::new(Mutex::new(("rt-0".to_owned(), false, 0u32)));
-    let source = |server: Arc<Mutex<(String, bool, u32)>>| {
+/// A refresh-token grant's server: it rotates the refresh token at every use and revokes the
+/// grant when a rotated one is presented again (OAuth 2.0 Security BCP).
+#[derive(Clone, Default)]
+struct Grant(Arc<Mutex<GrantState>>);
+
+#[derive(Default)]
+struct GrantState {
+    rotations: u32,
+    revoked: bool,
+}
+
+impl Grant {
+    fn source(&self) -> impl tokenwarden::TokenSource {
+        let grant = self.0.clone();
         tokenwarden::from_fn(move |ctx| {
-            let server = server.clone();
+            let grant = grant.clone();
             async move {
                 let presented = ctx
                     .previous()
                     .and_then(Token::refresh_token)
                     .map_or("rt-0".to_owned(), |rt| rt.expose_secret().to_owned());
-                let mut state = server.lock().unwrap();
-                if state.1 || presented != state.0 {
-                    state.1 = true; // reuse of a rotated refresh token: revoke the grant
+                let mut state = grant.lock().unwrap();
+                if state.revoked || presented != format!("rt-{}", state.rotations) {
+                    state.revoked = true;
                     return Err(FetchError::permanent("invalid_grant: refresh token reused"));
                 }
-                state.2 += 1;
-                state.0 = format!("rt-{}", state.2);
-                Ok(Token::new(format!("access-{}", state.2))
+                state.rotations += 1;
+                Ok(Token::new(format!("access-{}", state.rotations))
                     .expires_in(Duration::from_secs(600))
-                    .with_refresh_token(state.0.clone()))
+                    .with_refresh_token(format!("rt-{}", state.rotations)))
             }
         })
+    }
+
+    /// Whether the grant was revoked, and how many rotations it went through.
+    fn outcome(&self) -> (bool, u32) {
+        let state = self.0.lock().unwrap();
+        (state.revoked, state.rotations)
+    }
+}
+
+/// Five replicas refreshing in turn follow one refresh-token chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_one_refresh_token_chain() {
+    let Some(redis) = RedisServer::start() else {
+        return;
     };
+    let server = Grant::default();
     let replicas: Vec<_> = (0..5)
-        .map(|_| replica(redis.fleet("grant"), source(server.clone())))
+        .map(|_| replica(redis.fleet("grant"), server.source()))
         .collect();
     for handle in &replicas {
         handle.ready().await.unwrap();
@@ -195,10 +213,7 @@ async fn replicas_follow_one_refresh_token_chain() {
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
-    let (revoked, rotations) = {
-        let state = server.lock().unwrap();
-        (state.1, state.2)
-    };
+    let (revoked, rotations) = server.outcome();
     assert!(!revoked, "the grant was never revoked");
     // A replica whose token is older than the fleet's adopts the fleet's on refresh();
     // one that already has the newest mints (rotates). Either way one chain.
@@ -472,4 +487,64 @@ async fn a_holder_that_dies_mid_fetch_is_taken_over() {
         .unwrap();
     assert!(token.expose_secret().starts_with("fleet-token-"));
     assert_eq!(mints.load(Ordering::SeqCst), 1);
+}
+
+/// Ten replicas, each with its own `FileStore`, share a rotating grant through 100 rotations,
+/// then all restart (Redis keeps running): they load their stored tokens and carry on the same
+/// chain, never presenting a rotated refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotating_grant_survives_100_rotations_and_a_full_fleet_restart() {
+    use tokenwarden::store::FileStore;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let grant = Grant::default();
+    let dir = tempfile::tempdir().unwrap();
+    let spawn_fleet = || -> Vec<TokenHandle> {
+        (0..10)
+            .map(|i| {
+                let mut policy = tokenwarden::RefreshPolicy::default();
+                policy.min_interval = Duration::from_millis(1);
+                Refresher::builder(grant.source())
+                    .policy(policy)
+                    .store(FileStore::new(dir.path().join(format!("replica-{i}.json"))))
+                    .shared(redis.fleet("rotating"))
+                    .spawn()
+            })
+            .collect()
+    };
+    let mut replicas = spawn_fleet();
+    for handle in &replicas {
+        handle.ready().await.unwrap();
+    }
+    let mut round = 0;
+    while grant.outcome().1 < 100 {
+        replicas[round % 10]
+            .refresh()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        round += 1;
+    }
+    for handle in &replicas {
+        handle.shutdown();
+        handle.stopped().await;
+    }
+
+    // The whole fleet restarts from its stores.
+    replicas = spawn_fleet();
+    for handle in &replicas {
+        handle.ready().await.unwrap();
+    }
+    for (round, handle) in replicas.iter().enumerate() {
+        handle
+            .refresh()
+            .await
+            .unwrap_or_else(|e| panic!("after restart, {round}: {e}"));
+    }
+    let (revoked, rotations) = grant.outcome();
+    assert!(
+        !revoked,
+        "no rotated refresh token was ever presented again"
+    );
+    assert!(rotations > 100, "{rotations}");
 }
