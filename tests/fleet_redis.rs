@@ -27,6 +27,11 @@ impl Drop for RedisServer {
 
 impl RedisServer {
     fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[], "")
+    }
+
+    /// With extra server arguments, and `credentials` (`user:password@`) in the URL.
+    fn start_with(args: &[&str], credentials: &str) -> Option<RedisServer> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -46,6 +51,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(args)
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -54,7 +60,7 @@ impl RedisServer {
             .expect("redis-server starts");
         let server = RedisServer {
             child,
-            url: format!("redis://127.0.0.1:{port}/"),
+            url: format!("redis://{credentials}127.0.0.1:{port}/"),
             _dir: dir,
         };
         // Ready when it answers PING (bounded: 10 s).
@@ -547,4 +553,61 @@ async fn a_rotating_grant_survives_100_rotations_and_a_full_fleet_restart() {
         "no rotated refresh token was ever presented again"
     );
     assert!(rotations > 100, "{rotations}");
+}
+
+/// An ACL user with a password, limited to tokenwarden's keys (and the commands it uses):
+/// the fleet works with it; a wrong password makes each replica fetch alone, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_acl_users_work_and_a_wrong_password_is_survived() {
+    use tokenwarden::{Event, Registry};
+    let acl = [
+        "--user",
+        "fleet",
+        "on",
+        ">fleet-pw-SECRET",
+        "~tokenwarden:*",
+        "+get",
+        "+set",
+        "+pexpire",
+        "+del",
+        "+eval",
+        "+evalsha",
+        "+script|load",
+        "+ping",
+    ];
+    let Some(redis) = RedisServer::start_with(&acl, "fleet:fleet-pw-SECRET@") else {
+        return;
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let a = replica(redis.fleet("acl"), counting_source(&mints));
+    let b = replica(redis.fleet("acl"), counting_source(&mints));
+    a.ready().await.unwrap();
+    b.ready().await.unwrap();
+    assert_eq!(
+        mints.load(Ordering::SeqCst),
+        1,
+        "shared through the ACL user"
+    );
+
+    let wrong = redis.url.replace("fleet-pw-SECRET", "wrong");
+    let registry: Registry<u8> = Registry::builder().build();
+    let mut events = registry.subscribe();
+    let outsider = registry.insert(
+        0,
+        Refresher::builder(counting_source(&mints)).shared(RedisFleet::new(
+            redis::Client::open(wrong.as_str()).unwrap(),
+            "acl",
+        )),
+    );
+    outsider.ready().await.unwrap();
+    assert_eq!(mints.load(Ordering::SeqCst), 2, "fetched alone");
+    let mut why = None;
+    while let Ok(keyed) = events.try_recv() {
+        if let Event::FleetUnavailable { error } = keyed.event {
+            why = Some(error.to_string());
+        }
+    }
+    let why = why.expect("FleetUnavailable");
+    assert!(!why.contains("SECRET") && !why.contains("wrong"), "{why}");
+    registry.shutdown();
 }
