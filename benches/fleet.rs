@@ -1,0 +1,298 @@
+//! A fleet of 100 replicas sharing one credential through a real `redis-server`.
+//!
+//! ```text
+//! cargo bench --bench fleet --features redis
+//! ```
+//!
+//! Each replica has its own refresher and its own Redis connection; the token endpoint is
+//! local and counts exchanges; tokens live `LIFETIME`. A baseline of one replica without a
+//! fleet (its refresh schedule's exchanges), then three runs of 10 lifetimes each: healthy;
+//! Redis killed for one lifetime in the middle; the token endpoint failing for one lifetime in
+//! the middle. Reported: exchanges (goal: what one replica makes, plus at most one per Redis
+//! outage per replica; without sharing, 100 times that), the spread between the first and the last
+//! replica adopting each token, Redis commands per replica per lifetime, memory per replica,
+//! and what the failing endpoint saw. Needs `redis-server` on the path (Debian's package);
+//! without it the bench says so and exits. The quick pass (`cargo test --benches`) runs 10
+//! replicas for 2 lifetimes.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use tokenwarden::fleet::RedisFleet;
+use tokenwarden::sources::ClientCredentials;
+use tokenwarden::{Event, RefreshPolicy, Refresher, TokenHandle};
+
+const LIFETIME: Duration = Duration::from_secs(4);
+
+fn main() {
+    let quick = !std::env::args().any(|arg| arg == "--bench");
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("redis-server is not installed (Debian: apt-get install redis-server): skipped");
+        return;
+    }
+    let (replicas, lifetimes) = if quick { (10, 2) } else { (100, 10) };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    println!("\n## {replicas} replicas, {lifetimes} token lifetimes of {LIFETIME:?}\n");
+    println!(
+        "| run | exchanges | adoption spread p50 / p99 | Redis commands per replica per lifetime | RSS per replica | failing endpoint saw |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    // The baseline first (it also warms the process up): one replica, no sharing.
+    runtime.block_on(run(1, lifetimes, Fault::Alone));
+    for fault in [Fault::None, Fault::RedisDown, Fault::EndpointDown] {
+        runtime.block_on(run(replicas, lifetimes, fault));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// One replica without a fleet: the exchanges its refresh schedule makes.
+    Alone,
+    None,
+    RedisDown,
+    EndpointDown,
+}
+
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start(port: u16, dir: tempfile::TempDir) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--maxclients", "10000"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let redis = Redis {
+            child,
+            port,
+            _dir: dir,
+        };
+        let client = redis::Client::open(redis.url()).expect("a URL");
+        for _ in 0..200 {
+            if client.get_connection().is_ok() {
+                return redis;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("redis-server did not start");
+        std::process::exit(0);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Commands Redis has processed so far.
+    fn commands(&self) -> u64 {
+        let Ok(mut connection) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
+        else {
+            return 0;
+        };
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut connection)
+            .unwrap_or_default();
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_commands_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The token endpoint: counts exchanges (and those it refuses while "down").
+#[derive(Default)]
+struct Endpoint {
+    issued: AtomicU32,
+    refused: AtomicU32,
+    down: AtomicBool,
+}
+
+async fn serve(endpoint: Arc<Endpoint>) -> String {
+    let app = Router::new().route(
+        "/token",
+        post(move || {
+            let endpoint = endpoint.clone();
+            async move {
+                if endpoint.down.load(Ordering::SeqCst) {
+                    endpoint.refused.fetch_add(1, Ordering::SeqCst);
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+                let n = endpoint.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                axum::Json(serde_json::json!({
+                    "access_token": format!("fleet-{n}"),
+                    "expires_in": LIFETIME.as_secs(),
+                    "serial": n,
+                }))
+                .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!(
+        "http://{}/token",
+        listener.local_addr().expect("an address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut redis = Redis::start(port, tempfile::tempdir().expect("a directory"));
+    let endpoint = Arc::new(Endpoint::default());
+    let url = serve(endpoint.clone()).await;
+    let mut policy = RefreshPolicy::default();
+    policy.fetch_timeout = Duration::from_secs(2);
+
+    let rss_before = rss_bytes();
+    let adopted: Arc<Mutex<HashMap<u64, Vec<Instant>>>> = Arc::default();
+    let mut handles: Vec<TokenHandle> = Vec::new();
+    for _ in 0..replicas {
+        let source = ClientCredentials::builder(url.as_str(), "fleet-bench", "secret")
+            .build()
+            .expect("a source");
+        let fleet = RedisFleet::new(redis::Client::open(redis.url()).expect("a URL"), "bench");
+        let builder = Refresher::builder(source).policy(policy.clone());
+        let handle = match fault {
+            Fault::Alone => builder.spawn(),
+            _ => builder.shared(fleet).spawn(),
+        };
+        let mut events = handle.subscribe();
+        let adopted = adopted.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if let Event::Rotated { token, .. } = event
+                    && let Some(serial) = token.extra().get("serial").and_then(|s| s.as_u64())
+                {
+                    adopted
+                        .lock()
+                        .unwrap()
+                        .entry(serial)
+                        .or_default()
+                        .push(Instant::now());
+                }
+            }
+        });
+        handles.push(handle);
+    }
+    for handle in &handles {
+        let _ = handle.ready().await;
+    }
+    let rss_per_replica = rss_bytes().saturating_sub(rss_before) / replicas as u64;
+    let commands_before = redis.commands();
+
+    let middle = lifetimes / 2;
+    for lifetime in 0..lifetimes {
+        if lifetime == middle {
+            match fault {
+                Fault::RedisDown => redis.kill(),
+                Fault::EndpointDown => endpoint.down.store(true, Ordering::SeqCst),
+                Fault::None | Fault::Alone => {}
+            }
+        }
+        if lifetime == middle + 1 {
+            match fault {
+                Fault::RedisDown => {
+                    redis = Redis::start(port, tempfile::tempdir().expect("a directory"));
+                }
+                Fault::EndpointDown => endpoint.down.store(false, Ordering::SeqCst),
+                Fault::None | Fault::Alone => {}
+            }
+        }
+        tokio::time::sleep(LIFETIME).await;
+    }
+    let commands = redis.commands().saturating_sub(commands_before);
+    for handle in &handles {
+        handle.shutdown();
+    }
+
+    let mut spreads: Vec<Duration> = adopted
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|times| times.len() > 1)
+        .map(|times| {
+            let first = times.iter().min().copied().unwrap_or_else(Instant::now);
+            let last = times.iter().max().copied().unwrap_or(first);
+            last - first
+        })
+        .collect();
+    spreads.sort();
+    let at = |q: f64| {
+        spreads
+            .get(((spreads.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    let refused = endpoint.refused.load(Ordering::SeqCst);
+    let commands = match fault {
+        // Redis restarted mid-run: its counter restarted too.
+        Fault::RedisDown | Fault::Alone => "-".to_owned(),
+        _ => format!(
+            "{:.1}",
+            commands as f64 / replicas as f64 / f64::from(lifetimes)
+        ),
+    };
+    println!(
+        "| {fault:?} ({replicas} replica{}) | {} | {:.0?} / {:.0?} | {commands} | {:.1} KiB | {} |",
+        if replicas == 1 { "" } else { "s" },
+        endpoint.issued.load(Ordering::SeqCst),
+        at(0.5),
+        at(0.99),
+        rss_per_replica as f64 / 1024.0,
+        if fault == Fault::EndpointDown {
+            format!("{refused} requests in {LIFETIME:?}")
+        } else {
+            "-".into()
+        },
+    );
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
