@@ -76,6 +76,34 @@ impl RedisServer {
         panic!("redis-server did not answer PING within 10 s");
     }
 
+    /// Starts a fresh, empty server on the same port (after the old one was killed).
+    fn restart(&mut self) {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        self.child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self._dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        for _ in 0..200 {
+            if client.get_connection().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not restart");
+    }
+
     fn fleet(&self, name: &str) -> RedisFleet {
         RedisFleet::new(redis::Client::open(self.url.as_str()).unwrap(), name)
     }
@@ -610,4 +638,70 @@ async fn redis_acl_users_work_and_a_wrong_password_is_survived() {
     let why = why.expect("FleetUnavailable");
     assert!(!why.contains("SECRET") && !why.contains("wrong"), "{why}");
     registry.shutdown();
+}
+
+/// Publishing is fenced: a holder whose lease ran out cannot overwrite the token of the
+/// replica that took the lease after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_lease_ran_out_cannot_overwrite_a_newer_token() {
+    use tokenwarden::fleet::FleetStore;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let fleet = redis.fleet("fenced");
+    let lease = Duration::from_millis(100);
+    assert!(fleet.try_lease("slow-holder", lease).await.unwrap());
+    assert!(!fleet.try_lease("other", lease).await.unwrap(), "held");
+    assert!(
+        fleet.try_lease("slow-holder", lease).await.unwrap(),
+        "renewed by its holder"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await; // the lease runs out
+    assert!(fleet.try_lease("other", lease).await.unwrap());
+    let newer = Token::new("newer-token").expires_in(Duration::from_secs(60));
+    assert!(fleet.publish("other", &newer).await.unwrap());
+    let stale = Token::new("stale-token").expires_in(Duration::from_secs(60));
+    assert!(
+        !fleet.publish("slow-holder", &stale).await.unwrap(),
+        "fenced"
+    );
+    let shared = fleet.load().await.unwrap().unwrap();
+    assert_eq!(shared.expose_secret(), "newer-token");
+}
+
+/// Redis killed and restarted (empty) on the same port: replicas fetch alone meanwhile, then
+/// reconnect and converge back to one minter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_is_reconnected_and_the_fleet_converges() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let replicas: Vec<_> = (0..3)
+        .map(|_| replica(redis.fleet("restarted"), counting_source(&mints)))
+        .collect();
+    for handle in &replicas {
+        handle.ready().await.unwrap();
+    }
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    replicas[0].refresh().await.expect("fetched alone");
+    assert_eq!(mints.load(Ordering::SeqCst), 2);
+
+    redis.restart();
+    // Each replica's first call after the restart may still find its connection broken (it
+    // reconnects then): a round of refreshes, then one minter again.
+    for handle in &replicas {
+        handle.refresh().await.unwrap();
+    }
+    let before = mints.load(Ordering::SeqCst);
+    replicas[1].refresh().await.unwrap();
+    let newest = replicas[1].current().unwrap();
+    for handle in [&replicas[0], &replicas[2]] {
+        assert_eq!(
+            handle.refresh().await.unwrap().expose_secret(),
+            newest.expose_secret()
+        );
+    }
+    assert_eq!(mints.load(Ordering::SeqCst), before + 1, "one minter again");
 }
