@@ -104,6 +104,45 @@ impl RedisServer {
         panic!("redis-server did not restart");
     }
 
+    /// A TLS-only server: `args` configure it, `port` is its TLS port, `ca` the CA file.
+    fn start_tls(args: &[&str], port: &str, ca: &str) -> Option<RedisServer> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIPPED: redis-server is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = RedisServer {
+            child,
+            url: format!("rediss://127.0.0.1:{port}/"),
+            _dir: dir,
+        };
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(ca).unwrap()),
+        };
+        let client = redis::Client::build_with_tls(server.url.as_str(), certificates).unwrap();
+        for _ in 0..200 {
+            if client.get_connection().is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server with TLS did not start");
+    }
+
     fn fleet(&self, name: &str) -> RedisFleet {
         RedisFleet::new(redis::Client::open(self.url.as_str()).unwrap(), name)
     }
@@ -704,4 +743,129 @@ async fn a_restarted_redis_is_reconnected_and_the_fleet_converges() {
         );
     }
     assert_eq!(mints.load(Ordering::SeqCst), before + 1, "one minter again");
+}
+
+/// `rediss://`: the fleet works over TLS to a server whose certificate the client trusts, and
+/// a server it does not trust is never used (each replica fetches alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_works_over_tls_and_refuses_an_untrusted_server() {
+    let Some(certs) = test_certificates() else {
+        return;
+    };
+    let dir = certs.path();
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let tls = [
+        "--tls-port".to_owned(),
+        free_port().to_string(),
+        "--port".to_owned(),
+        "0".to_owned(),
+        "--tls-cert-file".to_owned(),
+        file("server.crt"),
+        "--tls-key-file".to_owned(),
+        file("server.key"),
+        "--tls-ca-cert-file".to_owned(),
+        file("ca.crt"),
+        "--tls-auth-clients".to_owned(),
+        "no".to_owned(),
+    ];
+    let port = tls[1].clone();
+    let args: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let Some(_redis) = RedisServer::start_tls(&args, &port, &file("ca.crt")) else {
+        return;
+    };
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let root = std::fs::read(dir.join("ca.crt")).unwrap();
+    let trusted = || {
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root.clone()),
+        };
+        RedisFleet::new(
+            redis::Client::build_with_tls(url.as_str(), certificates).unwrap(),
+            "tls",
+        )
+    };
+    let mints = Arc::new(AtomicU32::new(0));
+    let a = replica(trusted(), counting_source(&mints));
+    let b = replica(trusted(), counting_source(&mints));
+    a.ready().await.unwrap();
+    b.ready().await.unwrap();
+    assert_eq!(mints.load(Ordering::SeqCst), 1, "shared over TLS");
+
+    // The system's roots do not include the test CA: not trusted, not used.
+    let untrusted = RedisFleet::new(redis::Client::open(url.as_str()).unwrap(), "tls");
+    let c = replica(untrusted, counting_source(&mints));
+    c.ready().await.unwrap();
+    assert_eq!(mints.load(Ordering::SeqCst), 2, "fetched alone");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with the `openssl` command (`.ci/run`
+/// installs it if missing).
+fn test_certificates() -> Option<tempfile::TempDir> {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(dir.path().join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let made = run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tokenwarden-test-ca",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    if !made {
+        eprintln!("SKIPPED: the openssl command is missing (`.ci/run` installs it)");
+        return None;
+    }
+    Some(dir)
 }
