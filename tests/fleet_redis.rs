@@ -722,10 +722,16 @@ async fn a_restarted_redis_is_reconnected_and_the_fleet_converges() {
     for handle in &replicas {
         handle.ready().await.unwrap();
     }
+    assert_eq!(replicas[0].fleet_available(), Some(true));
     let _ = redis.child.kill();
     let _ = redis.child.wait();
     replicas[0].refresh().await.expect("fetched alone");
     assert_eq!(mints.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        replicas[0].fleet_available(),
+        Some(false),
+        "the flag says so"
+    );
 
     redis.restart();
     // Each replica's first call after the restart may still find its connection broken (it
@@ -743,6 +749,11 @@ async fn a_restarted_redis_is_reconnected_and_the_fleet_converges() {
         );
     }
     assert_eq!(mints.load(Ordering::SeqCst), before + 1, "one minter again");
+    for handle in &replicas {
+        assert_eq!(handle.fleet_available(), Some(true));
+    }
+    let unshared = Refresher::builder(counting_source(&mints)).spawn();
+    assert_eq!(unshared.fleet_available(), None);
 }
 
 /// `rediss://`: the fleet works over TLS to a server whose certificate the client trusts, and

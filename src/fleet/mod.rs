@@ -97,8 +97,9 @@ pub(crate) struct Shared {
     /// Bound on each call to the store.
     store_timeout: Duration,
     report: Report,
-    /// The store failed its last call (so its recovery is reported once).
-    unavailable: AtomicBool,
+    /// The store failed its last call (so its recovery is reported once); shared with the
+    /// handles (`TokenHandle::fleet_available`).
+    unavailable: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -108,6 +109,7 @@ impl Shared {
         lease: Duration,
         store_timeout: Duration,
         report: Report,
+        unavailable: Arc<AtomicBool>,
     ) -> Shared {
         Shared {
             source,
@@ -116,7 +118,7 @@ impl Shared {
             lease,
             store_timeout,
             report,
-            unavailable: AtomicBool::new(false),
+            unavailable,
         }
     }
 

@@ -196,6 +196,7 @@ impl RefresherBuilder {
             ),
             None => (None, None, None),
         };
+        let fleet_unavailable = self.fleet.as_ref().map(|_| Arc::default());
         let source = match self.fleet {
             Some(fleet) => {
                 let (events, hook) = (events.clone(), event_hook.clone());
@@ -211,6 +212,7 @@ impl RefresherBuilder {
                     self.policy.fetch_timeout,
                     FLEET_STORE_TIMEOUT,
                     report,
+                    fleet_unavailable.clone().unwrap_or_default(),
                 )) as Arc<dyn TokenSource>
             }
             None => self.source,
@@ -242,6 +244,7 @@ impl RefresherBuilder {
             commands: command_tx,
             events,
             cancel,
+            fleet_unavailable,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,8 @@ pub(crate) struct Ends {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) events: Arc<EventChannel>,
     pub(crate) cancel: CancellationToken,
+    /// Set while a shared refresher's fleet store is out of reach.
+    pub(crate) fleet_unavailable: Option<Arc<AtomicBool>>,
 }
 
 impl TokenHandle {
@@ -148,6 +151,17 @@ impl TokenHandle {
             }
             result => result,
         }
+    }
+
+    /// For a refresher [`shared`](crate::RefresherBuilder::shared) with a fleet: whether the
+    /// fleet store answered its last call (`false`: this replica fetches on its own until it
+    /// does). `None` for a refresher without a fleet. The `FleetUnavailable` and
+    /// `FleetAvailable` events tell the same changes as they happen.
+    pub fn fleet_available(&self) -> Option<bool> {
+        self.ends
+            .fleet_unavailable
+            .as_ref()
+            .map(|unavailable| !unavailable.load(Ordering::Relaxed))
     }
 
     /// A snapshot of the credential's state.
