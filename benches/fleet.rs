@@ -221,6 +221,7 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
     let commands_before = redis.commands();
 
     let middle = lifetimes / 2;
+    let mut healed_at = None;
     for lifetime in 0..lifetimes {
         if lifetime == middle {
             match fault {
@@ -234,7 +235,10 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
                 Fault::RedisDown => {
                     redis = Redis::start(port, tempfile::tempdir().expect("a directory"));
                 }
-                Fault::EndpointDown => endpoint.down.store(false, Ordering::SeqCst),
+                Fault::EndpointDown => {
+                    endpoint.down.store(false, Ordering::SeqCst);
+                    healed_at = Some(Instant::now());
+                }
                 Fault::None | Fault::Alone => {}
             }
         }
@@ -264,6 +268,20 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
             .unwrap_or_default()
     };
     let refused = endpoint.refused.load(Ordering::SeqCst);
+    // After the endpoint healed: from the heal to the first and to the last replica serving
+    // the first new token.
+    let recovery = healed_at.and_then(|healed| {
+        let adopted = adopted.lock().unwrap();
+        adopted
+            .values()
+            .filter(|times| times.iter().min().is_some_and(|first| *first >= healed))
+            .min_by_key(|times| times.iter().min().copied())
+            .map(|times| {
+                let first = times.iter().min().copied().unwrap_or(healed);
+                let last = times.iter().max().copied().unwrap_or(healed);
+                (first - healed, last - healed, times.len())
+            })
+    });
     let commands = match fault {
         // Redis restarted mid-run: its counter restarted too.
         Fault::RedisDown | Fault::Alone => "-".to_owned(),
@@ -279,10 +297,11 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
         at(0.5),
         at(0.99),
         rss_per_replica as f64 / 1024.0,
-        if fault == Fault::EndpointDown {
-            format!("{refused} requests in {LIFETIME:?}")
-        } else {
-            "-".into()
+        match recovery {
+            Some((first, last, served)) => format!(
+                "{refused} requests in {LIFETIME:?}; after it healed, the first replica served a new token in {first:.0?}, the last of {served} in {last:.0?}"
+            ),
+            None => "-".into(),
         },
     );
 }
