@@ -15,7 +15,9 @@ use tokenwarden::{ExposeSecret, FetchError, Refresher, Token, TokenHandle};
 struct RedisServer {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    /// How it was started, to start it again on the same port.
+    args: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for RedisServer {
@@ -25,122 +27,96 @@ impl Drop for RedisServer {
     }
 }
 
+/// Whether `redis-server` can be run; says so when not.
+fn installed() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!(
+            "SKIPPED: redis-server is not installed (`.ci/run` installs Debian's redis-server)"
+        );
+    }
+    found
+}
+
+/// Starts `redis-server` on loopback, saving nothing, with `args`, in `dir`.
+fn launch(args: &[String], dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts")
+}
+
+/// Waits (bounded: 10 s) until the server answers `client`.
+fn wait_until_ready(client: &redis::Client) {
+    for _ in 0..200 {
+        if let Ok(mut connection) = client.get_connection()
+            && redis::cmd("PING").query::<String>(&mut connection).is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not answer PING within 10 s");
+}
+
 impl RedisServer {
     fn start() -> Option<RedisServer> {
         RedisServer::start_with(&[], "")
     }
 
     /// With extra server arguments, and `credentials` (`user:password@`) in the URL.
-    fn start_with(args: &[&str], credentials: &str) -> Option<RedisServer> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!(
-                "SKIPPED: redis-server is not installed (`.ci/run` installs Debian's redis-server)"
-            );
+    fn start_with(extra: &[&str], credentials: &str) -> Option<RedisServer> {
+        if !installed() {
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(args)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = RedisServer {
-            child,
-            url: format!("redis://{credentials}127.0.0.1:{port}/"),
-            _dir: dir,
-        };
-        // Ready when it answers PING (bounded: 10 s).
-        let client = redis::Client::open(server.url.as_str()).unwrap();
-        for _ in 0..200 {
-            if let Ok(mut connection) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut connection).is_ok()
-            {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not answer PING within 10 s");
+        let port = free_port();
+        let mut args = vec!["--port".to_owned(), port.to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let url = format!("redis://{credentials}127.0.0.1:{port}/");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        Some(RedisServer::run(args, url, &client))
     }
 
-    /// Starts a fresh, empty server on the same port (after the old one was killed).
-    fn restart(&mut self) {
-        let port = self
-            .url
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_owned();
-        self.child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self._dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let client = redis::Client::open(self.url.as_str()).unwrap();
-        for _ in 0..200 {
-            if client.get_connection().is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not restart");
-    }
-
-    /// A TLS-only server: `args` configure it, `port` is its TLS port, `ca` the CA file.
-    fn start_tls(args: &[&str], port: &str, ca: &str) -> Option<RedisServer> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("SKIPPED: redis-server is not installed");
+    /// A TLS-only server: `extra` configures TLS, `port` is its TLS port, `ca` the CA file.
+    fn start_tls(extra: &[&str], port: &str, ca: &str) -> Option<RedisServer> {
+        if !installed() {
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(args)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = RedisServer {
-            child,
-            url: format!("rediss://127.0.0.1:{port}/"),
-            _dir: dir,
-        };
+        let args = extra.iter().map(|a| a.to_string()).collect();
+        let url = format!("rediss://127.0.0.1:{port}/");
         let certificates = redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(std::fs::read(ca).unwrap()),
         };
-        let client = redis::Client::build_with_tls(server.url.as_str(), certificates).unwrap();
-        for _ in 0..200 {
-            if client.get_connection().is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server with TLS did not start");
+        let client = redis::Client::build_with_tls(url.as_str(), certificates).unwrap();
+        Some(RedisServer::run(args, url, &client))
+    }
+
+    fn run(args: Vec<String>, url: String, client: &redis::Client) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let child = launch(&args, dir.path());
+        let server = RedisServer {
+            child,
+            url,
+            args,
+            dir,
+        };
+        wait_until_ready(client);
+        server
+    }
+
+    /// Starts a fresh, empty server on the same port (after the old one was killed).
+    fn restart(&mut self) {
+        self.child = launch(&self.args, self.dir.path());
+        wait_until_ready(&redis::Client::open(self.url.as_str()).unwrap());
     }
 
     fn fleet(&self, name: &str) -> RedisFleet {
