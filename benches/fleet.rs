@@ -15,6 +15,9 @@
 //! without it the bench says so and exits. The quick pass (`cargo test --benches`) runs 10
 //! replicas for 2 lifetimes.
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -183,7 +186,7 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
     let mut policy = RefreshPolicy::default();
     policy.fetch_timeout = Duration::from_secs(2);
 
-    let rss_before = rss_bytes();
+    let rss_before = rss::rss_bytes();
     let adopted: Arc<Mutex<HashMap<u64, Vec<Instant>>>> = Arc::default();
     let mut handles: Vec<TokenHandle> = Vec::new();
     for _ in 0..replicas {
@@ -217,7 +220,7 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
     for handle in &handles {
         let _ = handle.ready().await;
     }
-    let rss_per_replica = rss_bytes().saturating_sub(rss_before) / replicas as u64;
+    let rss_per_replica = rss::rss_bytes().saturating_sub(rss_before) / replicas as u64;
     let commands_before = redis.commands();
 
     let middle = lifetimes / 2;
@@ -304,14 +307,4 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
             None => "-".into(),
         },
     );
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }

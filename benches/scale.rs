@@ -11,6 +11,9 @@
 //! covers three refresh cycles on a 2-worker runtime. Linux only (reads `/proc/self/statm` and
 //! `getrusage`).
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -83,16 +86,6 @@ fn spawn(key: usize, record: &Arc<Record>) -> TokenHandle {
     .spawn()
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 fn cpu_time() -> Duration {
     // SAFETY: `usage` is a valid, writable rusage that outlives the call.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -109,7 +102,7 @@ async fn run(count: usize, cycles: u32) {
         handle.ready().await.unwrap();
     }
 
-    let rss_before = rss_bytes();
+    let rss_before = rss::rss_bytes();
     let started = Instant::now();
     let handles: Vec<TokenHandle> = (0..count).map(|key| spawn(key, &record)).collect();
     let spawn_time = started.elapsed();
@@ -119,7 +112,7 @@ async fn run(count: usize, cycles: u32) {
     let all_ready = started.elapsed();
     // Let every first fetch's garbage be freed, then measure the idle footprint.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = rss_bytes();
+    let rss_idle = rss::rss_bytes();
     let per_credential = (rss_idle.saturating_sub(rss_before)) as f64 / count as f64;
 
     let cpu_before = cpu_time();
