@@ -199,6 +199,56 @@ pub enum Error {
     /// The refresher has stopped (shut down, cancelled, or every handle dropped).
     #[error("the refresher has stopped")]
     Stopped,
+    /// The token cannot be sent in an HTTP header (it holds a control character). The token
+    /// endpoint's answer is at fault; the message never shows the token.
+    #[error("the token cannot be sent in an HTTP header (it holds characters a header forbids)")]
+    InvalidHeader,
+    /// A source or store was misconfigured (from [`ConfigError`] with `?`).
+    #[error("configuration: {0}")]
+    Config(ConfigError),
+}
+
+/// The header a token would make, refused: [`Token::authorization_header`] returns
+/// `Err(InvalidHeaderValue)`, and `?` turns it into this. Never shows the token.
+///
+/// [`Token::authorization_header`]: crate::Token::authorization_header
+impl From<reqwest::header::InvalidHeaderValue> for Error {
+    fn from(_: reqwest::header::InvalidHeaderValue) -> Error {
+        Error::InvalidHeader
+    }
+}
+
+impl From<FetchError> for Error {
+    fn from(error: FetchError) -> Error {
+        Error::Fetch(error)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Error {
+        Error::Config(error)
+    }
+}
+
+/// A configuration mistake found when building a source or a store: names the setting and the
+/// problem (and never a secret).
+///
+/// ```
+/// use tokenwarden::ClientCredentials;
+///
+/// let err = ClientCredentials::builder("http://auth.example.com/token", "id", "secret")
+///     .build()
+///     .unwrap_err();
+/// assert!(err.to_string().contains("must use https"));
+/// ```
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: String) -> ConfigError {
+        ConfigError(message)
+    }
 }
 
 fn cause(last_error: &Option<FetchError>) -> String {

@@ -59,7 +59,7 @@ pub mod store;
 mod token;
 
 pub use clock::Clock;
-pub use error::{Error, FetchError, FetchErrorKind};
+pub use error::{ConfigError, Error, FetchError, FetchErrorKind};
 pub use integrations::RequestBuilderExt;
 pub use policy::{Backoff, RefreshPolicy};
 pub use refresher::{Event, Refresher, RefresherBuilder, TokenHandle, TokenState};
@@ -67,7 +67,7 @@ pub use registry::{KeyedEvent, Registry, RegistryBuilder};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use source::{FetchContext, FetchFuture, FetchReason, FnSource, TokenSource, from_fn};
 pub use sources::{ApiKeyExchange, ClientCredentials, RefreshTokenGrant};
-pub use store::{FileStore, TokenStore};
+pub use store::{FileStore, StoreError, TokenStore};
 pub use token::Token;
 
 /// Keeps the README's Rust examples compiling.

@@ -124,8 +124,66 @@ async fn events_are_merged_with_their_keys() {
     }
     rotated.sort();
     assert_eq!(rotated, ["acme", "globex"]);
-    // Named after the key's `Debug`, since the builder was not named.
-    assert_eq!(registry.get(&"acme").unwrap().name(), "\"acme\"");
+    // Named after the key's `Display` (no quotes), since the builder was not named.
+    assert_eq!(registry.get("acme").unwrap().name(), "acme");
+}
+
+#[tokio::test(start_paused = true)]
+async fn string_keys_are_looked_up_by_str_and_named_without_quotes() {
+    let load = Arc::new(Load::default());
+    let clock = Clock::tokio();
+    let registry: Registry<String> = Registry::new();
+    registry.insert(
+        "tenant-a".to_string(),
+        credential(&load, &clock, Duration::from_secs(600), Duration::ZERO),
+    );
+    let handle = registry.get("tenant-a").expect("found by &str");
+    assert_eq!(handle.name(), "tenant-a");
+    assert!(registry.remove("tenant-a").is_some());
+    assert!(registry.get("tenant-a").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_builders_own_cancellation_token_still_stops_its_credential() {
+    let load = Arc::new(Load::default());
+    let clock = Clock::tokio();
+    let registry: Registry<u32> = Registry::new();
+    let own = tokio_util::sync::CancellationToken::new();
+    let first = registry.insert(
+        1,
+        credential(&load, &clock, Duration::from_secs(600), Duration::ZERO)
+            .cancellation_token(own.clone()),
+    );
+    let second = registry.insert(
+        2,
+        credential(&load, &clock, Duration::from_secs(600), Duration::ZERO),
+    );
+    first.ready().await.unwrap();
+    second.ready().await.unwrap();
+
+    // The builder's token stops its own credential and no other...
+    own.cancel();
+    tokio::time::timeout(Duration::from_secs(1), first.stopped())
+        .await
+        .expect("the builder's token stopped the credential");
+    assert!(matches!(first.current(), Err(tokenwarden::Error::Stopped)));
+    assert!(second.current().is_ok());
+
+    // ...and the registry's shutdown still stops a credential that has its own token.
+    let own = tokio_util::sync::CancellationToken::new();
+    let third = registry.insert(
+        3,
+        credential(&load, &clock, Duration::from_secs(600), Duration::ZERO)
+            .cancellation_token(own.clone()),
+    );
+    third.ready().await.unwrap();
+    registry.shutdown();
+    third.stopped().await;
+    second.stopped().await;
+    assert!(
+        !own.is_cancelled(),
+        "the registry never cancels a caller's token"
+    );
 }
 
 #[tokio::test(start_paused = true)]

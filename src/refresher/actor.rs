@@ -67,6 +67,8 @@ pub(crate) struct Setup {
     pub(crate) events: Arc<EventChannel>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) cancel: CancellationToken,
+    /// A second stop signal (a registry's shutdown), besides the handle's own.
+    pub(crate) also_cancel: Option<CancellationToken>,
 }
 
 /// A failed fetch whose retry is waiting. Kept so that readers arriving later can shorten the
@@ -157,7 +159,7 @@ impl Actor {
             );
             tokio::select! {
                 biased;
-                () = self.setup.cancel.cancelled() => return,
+                () = cancelled(&self.setup.cancel, self.setup.also_cancel.as_ref()) => return,
                 loaded = load => match loaded.map(|r| r.unwrap_or_else(|_panic| Err(StoreError::new("the token store panicked while loading")))) {
                     Ok(Ok(Some(token))) => match token.defect() {
                         None => {
@@ -177,7 +179,7 @@ impl Actor {
             let timer = self.next_timer();
             tokio::select! {
                 biased;
-                () = self.setup.cancel.cancelled() => break,
+                () = cancelled(&self.setup.cancel, self.setup.also_cancel.as_ref()) => break,
                 command = self.setup.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => break, // every handle is gone
@@ -792,4 +794,15 @@ fn usable_for(token: &Token, now: SystemTime) -> Option<Duration> {
 
 fn deadline_in(delay: Duration) -> Instant {
     Instant::now() + delay.min(LONGEST_TIMER)
+}
+
+/// Resolves when `cancel` or `also` is cancelled.
+async fn cancelled(cancel: &CancellationToken, also: Option<&CancellationToken>) {
+    match also {
+        Some(also) => tokio::select! {
+            () = cancel.cancelled() => {}
+            () = also.cancelled() => {}
+        },
+        None => cancel.cancelled().await,
+    }
 }

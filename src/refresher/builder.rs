@@ -80,6 +80,9 @@ pub struct RefresherBuilder {
 
 /// What a [`Registry`](crate::Registry) adds to the refreshers it spawns.
 pub(crate) struct Joined {
+    /// The registry's shutdown, watched besides the builder's own token (which it must not
+    /// replace).
+    pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) limit: FetchLimit,
     pub(crate) event_hook: EventHook,
@@ -188,13 +191,14 @@ impl RefresherBuilder {
             .map_or_else(CancellationToken::new, |parent| parent.child_token());
 
         let span = tracing::info_span!("tokenwarden", credential = %name);
-        let (tracker, limit, event_hook) = match self.joined {
+        let (tracker, limit, event_hook, also_cancel) = match self.joined {
             Some(joined) => (
                 Some(joined.tracker),
                 Some(joined.limit),
                 Some(joined.event_hook),
+                Some(joined.cancel),
             ),
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         let fleet_unavailable = self.fleet.as_ref().map(|_| Arc::default());
         let source = match self.fleet {
@@ -230,6 +234,7 @@ impl RefresherBuilder {
             events: events.clone(),
             commands: command_rx,
             cancel: cancel.clone(),
+            also_cancel,
         });
         let task = actor.run().instrument(span);
         match tracker {

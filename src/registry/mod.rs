@@ -3,6 +3,7 @@
 
 mod fetch_limit;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
@@ -55,7 +56,7 @@ pub struct KeyedEvent<K> {
 ///     });
 ///     registry.insert(tenant.to_string(), Refresher::builder(source));
 /// }
-/// let acme = registry.get(&"acme".to_string()).unwrap();
+/// let acme = registry.get("acme").unwrap();
 /// assert_eq!(acme.ready().await.unwrap().expose_secret(), "token-for-acme");
 ///
 /// registry.shutdown();
@@ -84,7 +85,7 @@ impl<K> Clone for Registry<K> {
 
 impl<K> Registry<K>
 where
-    K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    K: Clone + Eq + Hash + fmt::Display + Send + Sync + 'static,
 {
     /// A registry with the defaults (32 concurrent fetches).
     pub fn new() -> Registry<K> {
@@ -117,8 +118,12 @@ where
     }
 
     /// Spawns `refresher` for `key` and returns its handle. A credential already under `key`
-    /// is shut down and replaced. Unless the builder was named, the credential is named after
-    /// the key (`Debug`) in logs.
+    /// is shut down and replaced.
+    ///
+    /// The builder's settings are kept: unless it was named, the credential is named after the
+    /// key (its `Display`, so `tenant-a`, not `"tenant-a"`) in logs; a
+    /// [`cancellation_token`](RefresherBuilder::cancellation_token) set on it still stops this
+    /// credential, and so does the registry's shutdown.
     ///
     /// # Panics
     ///
@@ -126,10 +131,9 @@ where
     pub fn insert(&self, key: K, refresher: RefresherBuilder) -> TokenHandle {
         let events = self.shared.events.clone();
         let event_key = key.clone();
-        let mut refresher = refresher
-            .name_if_unnamed(|| format!("{key:?}"))
-            .cancellation_token(self.shared.cancel.clone());
+        let mut refresher = refresher.name_if_unnamed(|| key.to_string());
         refresher.joined = Some(Joined {
+            cancel: self.shared.cancel.clone(),
             tracker: self.shared.tracker.clone(),
             limit: self.shared.limit.clone(),
             event_hook: Arc::new(move |event: &Event| {
@@ -146,14 +150,23 @@ where
         handle
     }
 
-    /// The handle of the credential under `key`.
-    pub fn get(&self, key: &K) -> Option<TokenHandle> {
+    /// The handle of the credential under `key`. Takes any borrowed form of the key, as
+    /// `HashMap::get` does: `registry.get("tenant-a")` for `String` keys.
+    pub fn get<Q>(&self, key: &Q) -> Option<TokenHandle>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.read().get(key).cloned()
     }
 
     /// Stops and forgets the credential under `key`, returning its handle (await
     /// [`TokenHandle::stopped`] to know it has exited).
-    pub fn remove(&self, key: &K) -> Option<TokenHandle> {
+    pub fn remove<Q>(&self, key: &Q) -> Option<TokenHandle>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let handle = self.write().remove(key)?;
         handle.shutdown();
         Some(handle)
@@ -200,7 +213,7 @@ where
 
 impl<K> Default for Registry<K>
 where
-    K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    K: Clone + Eq + Hash + fmt::Display + Send + Sync + 'static,
 {
     fn default() -> Self {
         Registry::new()
@@ -234,7 +247,7 @@ pub struct RegistryBuilder<K> {
 
 impl<K> RegistryBuilder<K>
 where
-    K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    K: Clone + Eq + Hash + fmt::Display + Send + Sync + 'static,
 {
     /// How many fetches may run at once across the registry. Default 32: enough to renew
     /// thousands of credentials within a minute at typical endpoint latencies, few enough not

@@ -9,8 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tracing::debug;
 
-use super::http::{ConfigError, Endpoint, HttpOptions};
+use super::http::{Endpoint, HttpOptions};
 use super::response::{self, Shape};
+use crate::ConfigError;
 use crate::token::sensitive_authorization;
 use crate::{FetchContext, FetchError, FetchFuture, Token, TokenSource, jwt};
 

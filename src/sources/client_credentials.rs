@@ -5,9 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
-use super::http::{ConfigError, Endpoint, HttpOptions};
+use super::http::{Endpoint, HttpOptions};
 use super::oauth::{self, BodyFormat, Client, ClientAuth, TokenRequest};
 use super::response::{self, Shape};
+use crate::ConfigError;
 use crate::{FetchContext, FetchFuture, TokenSource};
 
 /// Gets tokens with the OAuth2 client credentials grant: a `POST` of

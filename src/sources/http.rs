@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::response::{self, OAuthError};
 use super::scrub::scrub;
-use crate::FetchError;
+use crate::{ConfigError, FetchError};
 
 /// HTTP settings shared by the built-in sources.
 ///
@@ -86,17 +86,6 @@ impl HttpOptions {
     }
 }
 
-/// A configuration mistake found when building a source: names the setting and the problem.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    pub(crate) fn new(message: String) -> ConfigError {
-        ConfigError(message)
-    }
-}
-
 /// A token endpoint, checked and ready to receive requests.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
@@ -142,19 +131,19 @@ impl From<Rejection> for FetchError {
 impl Endpoint {
     pub(crate) fn new(url: &str, options: &HttpOptions) -> Result<Endpoint, ConfigError> {
         let url = Url::parse(url)
-            .map_err(|e| ConfigError(format!("token endpoint URL is invalid: {e}")))?;
+            .map_err(|e| ConfigError::new(format!("token endpoint URL is invalid: {e}")))?;
         let shown = shown(&url);
         match url.scheme() {
             "https" => {}
             "http" if options.allow_insecure_http || is_loopback(&url) => {}
             "http" => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                     "token endpoint {shown} must use https (plain http is allowed only to \
                      loopback addresses, or with HttpOptions::allow_insecure_http)"
                 )));
             }
             other => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                     "token endpoint {shown} has scheme `{other}`; expected https"
                 )));
             }
@@ -165,7 +154,7 @@ impl Endpoint {
                 .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| ConfigError(format!("could not build an HTTP client: {e}")))?,
+                .map_err(|e| ConfigError::new(format!("could not build an HTTP client: {e}")))?,
         };
         Ok(Endpoint {
             url,

@@ -25,9 +25,10 @@ mod response;
 mod scrub;
 mod static_token;
 
+pub use crate::ConfigError;
 pub use api_key::{ApiKeyExchange, ApiKeyExchangeBuilder};
 pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
-pub use http::{ConfigError, HttpOptions};
+pub use http::HttpOptions;
 pub use oauth::{BodyFormat, ClientAuth};
 pub use refresh_token::{RefreshTokenGrant, RefreshTokenGrantBuilder};
 pub use static_token::{FileToken, StaticToken};

@@ -5,9 +5,10 @@ use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::http::{ConfigError, Endpoint, HttpOptions};
+use super::http::{Endpoint, HttpOptions};
 use super::oauth::{self, BodyFormat, Client, ClientAuth, TokenRequest};
 use super::response::{self, Shape};
+use crate::ConfigError;
 use crate::{FetchContext, FetchError, FetchFuture, TokenSource};
 
 /// Gets access tokens with the OAuth2 refresh-token grant, starting from a stored refresh token.
