@@ -160,6 +160,19 @@ impl Shared {
             Ok(false) => return self.wait_for_holder(&ctx).await,
             Err(error) => return self.alone(ctx, &error).await,
         }
+        // What was loaded before the lease may be stale: another holder may have published and
+        // released in between. Minting from it would present a spent refresh token.
+        let shared = match self.bounded(self.store.load()).await {
+            Ok(shared) => shared,
+            Err(error) => return self.alone(ctx, &error).await,
+        };
+        if let Some(token) = shared.as_ref().filter(|t| adoptable(t, &ctx)) {
+            // Publishing the same token back releases the lease at once.
+            let _ = self.bounded(self.store.publish(&self.holder, token)).await;
+            debug!("adopted the token another replica minted while this one took the lease");
+            (self.report)(Event::AdoptedFromFleet);
+            return Ok(token.clone());
+        }
         // The fleet's token carries the newest refresh token: mint from it.
         let ctx = match shared {
             Some(shared) => ctx.with_previous(shared),
@@ -241,7 +254,69 @@ impl TokenSource for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
     use std::time::SystemTime;
+
+    /// A fleet store in memory whose `try_lease` lets another replica publish first, the
+    /// interleaving that once made a replica mint from a spent refresh token.
+    struct PublishedMeanwhile {
+        token: Mutex<Option<Token>>,
+        meanwhile: Token,
+        publishes: Mutex<u32>,
+    }
+
+    impl FleetStore for PublishedMeanwhile {
+        fn load(&self) -> FleetFuture<'_, Option<Token>> {
+            Box::pin(async { Ok(self.token.lock().unwrap().clone()) })
+        }
+        fn try_lease(&self, _holder: &str, _ttl: Duration) -> FleetFuture<'_, bool> {
+            // The other replica published and released just before this lease was taken.
+            *self.token.lock().unwrap() = Some(self.meanwhile.clone());
+            Box::pin(async { Ok(true) })
+        }
+        fn publish(&self, _holder: &str, token: &Token) -> FleetFuture<'_, bool> {
+            *self.publishes.lock().unwrap() += 1;
+            *self.token.lock().unwrap() = Some(token.clone());
+            Box::pin(async { Ok(true) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_published_while_the_lease_was_taken_is_adopted_not_minted_over() {
+        let meanwhile = Token::new("minted-by-another")
+            .expires_in(Duration::from_secs(600))
+            .with_refresh_token("rt-1");
+        let store = Arc::new(PublishedMeanwhile {
+            token: Mutex::new(None),
+            meanwhile,
+            publishes: Mutex::new(0),
+        });
+        let fetches = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = fetches.clone();
+        let source = crate::from_fn(move |_ctx| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, FetchError>(Token::new("would-spend-rt-0")) }
+        });
+        let shared = Shared::new(
+            Arc::new(source),
+            store.clone(),
+            Duration::from_secs(30),
+            Duration::from_secs(2),
+            Arc::new(|_event| {}),
+            Arc::default(),
+        );
+        let token = shared
+            .fetch(FetchContext::new(FetchReason::Initial))
+            .await
+            .unwrap();
+        assert_eq!(token.expose_secret(), "minted-by-another");
+        assert_eq!(fetches.load(Ordering::SeqCst), 0, "nothing minted");
+        assert_eq!(
+            *store.publishes.lock().unwrap(),
+            1,
+            "the lease was released"
+        );
+    }
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
