@@ -123,6 +123,12 @@ impl FetchError {
         &self.inner.message
     }
 
+    /// The same failure, its message prefixed (what it was part of).
+    #[cfg_attr(not(feature = "http-sources"), allow(dead_code))]
+    pub(crate) fn prefixed(self, prefix: &str) -> FetchError {
+        self.edit(|inner| inner.message.insert_str(0, prefix))
+    }
+
     pub(crate) fn ptr_eq(&self, other: &FetchError) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
@@ -212,8 +218,8 @@ pub enum Error {
 /// `Err(InvalidHeaderValue)`, and `?` turns it into this. Never shows the token.
 ///
 /// [`Token::authorization_header`]: crate::Token::authorization_header
-impl From<reqwest::header::InvalidHeaderValue> for Error {
-    fn from(_: reqwest::header::InvalidHeaderValue) -> Error {
+impl From<http::header::InvalidHeaderValue> for Error {
+    fn from(_: http::header::InvalidHeaderValue) -> Error {
         Error::InvalidHeader
     }
 }
@@ -246,6 +252,7 @@ impl From<ConfigError> for Error {
 pub struct ConfigError(String);
 
 impl ConfigError {
+    #[cfg_attr(not(feature = "http-sources"), allow(dead_code))]
     pub(crate) fn new(message: String) -> ConfigError {
         ConfigError(message)
     }

@@ -38,6 +38,7 @@ fn segments(token: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Whether `token` is shaped like a JWT: three segments whose header decodes to a JSON object.
+#[cfg_attr(not(feature = "http-sources"), allow(dead_code))]
 pub(crate) fn is_jwt(token: &str) -> bool {
     segments(token).is_some_and(|(header, _, _)| decode_segment(header).is_some())
 }

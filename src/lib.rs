@@ -60,12 +60,14 @@ mod token;
 
 pub use clock::Clock;
 pub use error::{ConfigError, Error, FetchError, FetchErrorKind};
+#[cfg(feature = "http-sources")]
 pub use integrations::RequestBuilderExt;
 pub use policy::{Backoff, RefreshPolicy};
 pub use refresher::{Event, Refresher, RefresherBuilder, TokenHandle, TokenState};
 pub use registry::{KeyedEvent, Registry, RegistryBuilder};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use source::{FetchContext, FetchFuture, FetchReason, FnSource, TokenSource, from_fn};
+#[cfg(feature = "http-sources")]
 pub use sources::{ApiKeyExchange, ClientCredentials, RefreshTokenGrant};
 pub use store::{FileStore, StoreError, TokenStore};
 pub use token::Token;

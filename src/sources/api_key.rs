@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tracing::debug;
 
+use super::Secret;
 use super::http::{Endpoint, HttpOptions};
 use super::response::{self, Shape};
 use crate::ConfigError;
@@ -45,7 +46,7 @@ use crate::{FetchContext, FetchError, FetchFuture, Token, TokenSource, jwt};
 /// # Ok(()) }
 /// ```
 pub struct ApiKeyExchange {
-    key: SecretString,
+    key: Secret,
     mode: Mode,
 }
 
@@ -64,10 +65,7 @@ struct Exchange {
 
 impl ApiKeyExchange {
     /// Starts configuring an exchange of `api_key` at `url`.
-    pub fn builder(
-        url: impl Into<String>,
-        api_key: impl Into<SecretString>,
-    ) -> ApiKeyExchangeBuilder {
+    pub fn builder(url: impl Into<String>, api_key: impl Into<Secret>) -> ApiKeyExchangeBuilder {
         ApiKeyExchangeBuilder {
             url: url.into(),
             key: api_key.into(),
@@ -87,11 +85,12 @@ impl ApiKeyExchange {
 
     async fn exchange(
         &self,
+        key: &SecretString,
         endpoint: &Endpoint,
         body: Option<&Value>,
         shape: &Shape,
     ) -> Result<Token, FetchError> {
-        let bearer = sensitive_authorization("Bearer", self.key.expose_secret()).map_err(|_| {
+        let bearer = sensitive_authorization("Bearer", key.expose_secret()).map_err(|_| {
             FetchError::permanent(format!(
                 "{}: the API key has characters that cannot go in an HTTP header",
                 endpoint.shown()
@@ -103,20 +102,23 @@ impl ApiKeyExchange {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let answer = endpoint
-            .exchange(request, &[&self.key])
-            .await
-            .map_err(|rejection| match rejection.status {
-                Some(StatusCode::UNAUTHORIZED) => {
-                    FetchError::permanent(format!("{}; the API key was rejected", rejection.error))
-                }
-                _ => rejection.error,
-            })?;
+        let answer =
+            endpoint
+                .exchange(request, &[key])
+                .await
+                .map_err(|rejection| match rejection.status {
+                    Some(StatusCode::UNAUTHORIZED) => FetchError::permanent(format!(
+                        "{}; the API key was rejected",
+                        rejection.error
+                    )),
+                    _ => rejection.error,
+                })?;
         response::parse_token(&answer.body, endpoint.shown(), shape, SystemTime::now())
     }
 
     async fn refresh(
         &self,
+        key: &SecretString,
         endpoint: &Endpoint,
         refresh_token: &SecretString,
         shape: &Shape,
@@ -125,9 +127,7 @@ impl ApiKeyExchange {
             .post()
             .header(CONTENT_TYPE, "application/json")
             .body(json!({ "refresh_token": refresh_token.expose_secret() }).to_string());
-        let answer = endpoint
-            .exchange(request, &[refresh_token, &self.key])
-            .await?;
+        let answer = endpoint.exchange(request, &[refresh_token, key]).await?;
         response::parse_refreshed(
             &answer.body,
             endpoint.shown(),
@@ -141,9 +141,14 @@ impl ApiKeyExchange {
 impl TokenSource for ApiKeyExchange {
     fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
         Box::pin(async move {
+            let key = self.key.read("the API key").await?;
             let Mode::Exchange(exchange) = &self.mode else {
-                return Ok(Token::new(self.key.clone()));
+                return Ok(Token::new(key));
             };
+            // A key from a file is looked at as it is read: it may have become a JWT.
+            if self.key.in_memory().is_none() && jwt::is_jwt(key.expose_secret()) {
+                return Ok(Token::new(key));
+            }
             let Exchange {
                 endpoint,
                 refresh,
@@ -152,14 +157,14 @@ impl TokenSource for ApiKeyExchange {
             } = exchange.as_ref();
             let previous_refresh = ctx.previous().and_then(|token| token.refresh_token());
             if let (Some(refresh), Some(refresh_token)) = (refresh, previous_refresh) {
-                match self.refresh(refresh, refresh_token, shape).await {
+                match self.refresh(&key, refresh, refresh_token, shape).await {
                     Ok(token) => return Ok(token),
                     Err(error) => {
                         debug!(%error, "refreshing failed; exchanging the API key instead");
                     }
                 }
             }
-            self.exchange(endpoint, body.as_ref(), shape).await
+            self.exchange(&key, endpoint, body.as_ref(), shape).await
         })
     }
 
@@ -186,7 +191,7 @@ impl fmt::Debug for ApiKeyExchange {
 #[must_use = "a builder does nothing until built"]
 pub struct ApiKeyExchangeBuilder {
     url: String,
-    key: SecretString,
+    key: Secret,
     body: Option<Value>,
     token_fields: Vec<String>,
     refresh_url: Option<String>,
@@ -241,7 +246,7 @@ impl ApiKeyExchangeBuilder {
     /// If the key is empty, no token field is named, or a URL is invalid or not https
     /// (loopback excepted).
     pub fn build(self) -> Result<ApiKeyExchange, ConfigError> {
-        if self.key.expose_secret().trim().is_empty() {
+        if self.key.is_empty_value() {
             return Err(ConfigError::new(
                 "API key exchange: the API key is empty".into(),
             ));
@@ -251,7 +256,11 @@ impl ApiKeyExchangeBuilder {
             .as_deref()
             .and_then(|name| std::env::var(name).ok())
             .is_some_and(|value| is_affirmative(&value));
-        if opted_out || jwt::is_jwt(self.key.expose_secret()) {
+        let is_jwt = self
+            .key
+            .in_memory()
+            .is_some_and(|key| jwt::is_jwt(key.expose_secret()));
+        if opted_out || is_jwt {
             return Ok(ApiKeyExchange {
                 key: self.key,
                 mode: Mode::KeyIsToken,

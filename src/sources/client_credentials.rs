@@ -1,13 +1,11 @@
 //! [`ClientCredentials`]: the OAuth2 client credentials grant (RFC 6749 section 4.4).
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
-
-use secrecy::SecretString;
+use std::time::Duration;
 
 use super::http::{Endpoint, HttpOptions};
-use super::oauth::{self, BodyFormat, Client, ClientAuth, TokenRequest};
-use super::response::{self, Shape};
+use super::oauth::{self, BodyFormat, ClientAuth, ClientConfig, Credential, TokenRequest};
+use super::response::Shape;
 use crate::ConfigError;
 use crate::{FetchContext, FetchFuture, TokenSource};
 
@@ -44,15 +42,15 @@ impl ClientCredentials {
     pub fn builder(
         token_url: impl Into<String>,
         client_id: impl Into<String>,
-        client_secret: impl Into<SecretString>,
+        credential: impl Into<Credential>,
     ) -> ClientCredentialsBuilder {
         ClientCredentialsBuilder {
             token_url: token_url.into(),
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-            auth: ClientAuth::default(),
-            format: BodyFormat::default(),
-            params: Vec::new(),
+            client: ClientConfig {
+                id: Some(client_id.into()),
+                credential: Some(credential.into()),
+                ..ClientConfig::default()
+            },
             default_lifetime: None,
             http: HttpOptions::default(),
         }
@@ -62,18 +60,14 @@ impl ClientCredentials {
 impl TokenSource for ClientCredentials {
     fn fetch(&self, _ctx: FetchContext) -> FetchFuture<'_> {
         Box::pin(async move {
-            let endpoint = &self.request.endpoint;
-            let request = self
-                .request
-                .build(vec![("grant_type", "client_credentials")])?;
-            let secrets: Vec<&SecretString> = self.request.client.secret.iter().collect();
-            let answer = endpoint.exchange(request, &secrets).await?;
-            response::parse_token(
-                &answer.body,
-                endpoint.shown(),
-                &self.shape,
-                SystemTime::now(),
-            )
+            self.request
+                .grant(
+                    vec![("grant_type", "client_credentials")],
+                    Vec::new(),
+                    "the client's grant",
+                    &self.shape,
+                )
+                .await
         })
     }
 
@@ -94,11 +88,7 @@ impl fmt::Debug for ClientCredentials {
 #[must_use = "a builder does nothing until built"]
 pub struct ClientCredentialsBuilder {
     token_url: String,
-    client_id: String,
-    client_secret: SecretString,
-    auth: ClientAuth,
-    format: BodyFormat,
-    params: Vec<(String, String)>,
+    client: ClientConfig,
     default_lifetime: Option<Duration>,
     http: HttpOptions,
 }
@@ -130,23 +120,14 @@ impl ClientCredentialsBuilder {
     /// If the URL is invalid or not https (loopback excepted), or the client id is empty.
     pub fn build(self) -> Result<ClientCredentials, ConfigError> {
         let endpoint = Endpoint::new(&self.token_url, &self.http)?;
-        if self.client_id.is_empty() {
+        if self.client.id.as_deref().is_none_or(str::is_empty) {
             return Err(ConfigError::new(format!(
                 "client credentials for {}: the client id is empty",
                 endpoint.shown()
             )));
         }
         Ok(ClientCredentials {
-            request: TokenRequest {
-                endpoint,
-                client: Client {
-                    id: Some(self.client_id),
-                    secret: Some(self.client_secret),
-                    auth: self.auth,
-                },
-                format: self.format,
-                params: self.params,
-            },
+            request: TokenRequest::new(endpoint, self.client, &self.http, "client credentials")?,
             shape: Shape {
                 default_lifetime: self.default_lifetime,
                 ..Shape::oauth()
@@ -158,9 +139,9 @@ impl ClientCredentialsBuilder {
 impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentialsBuilder")
-            .field("client_id", &self.client_id)
-            .field("auth", &self.auth)
-            .field("format", &self.format)
+            .field("client_id", &self.client.id)
+            .field("auth", &self.client.auth)
+            .field("format", &self.client.format)
             .finish_non_exhaustive()
     }
 }

@@ -32,6 +32,10 @@ pub struct HttpOptions {
     timeout: Duration,
     max_body_bytes: usize,
     allow_insecure_http: bool,
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    identity: Option<reqwest::Identity>,
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    roots: Vec<reqwest::Certificate>,
 }
 
 impl Default for HttpOptions {
@@ -41,6 +45,10 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
             allow_insecure_http: false,
+            #[cfg(any(feature = "rustls", feature = "native-tls"))]
+            identity: None,
+            #[cfg(any(feature = "rustls", feature = "native-tls"))]
+            roots: Vec::new(),
         }
     }
 }
@@ -83,6 +91,38 @@ impl HttpOptions {
     pub fn allow_insecure_http(mut self) -> HttpOptions {
         self.allow_insecure_http = true;
         self
+    }
+
+    /// Presents this client certificate in the TLS handshake: mutual TLS, for
+    /// [`Credential::MutualTls`](super::Credential::MutualTls) (RFC 8705) or any endpoint that
+    /// requires a certificate. Build it for the TLS backend in use: with `rustls` (the default),
+    /// `reqwest::Identity::from_pem(cert_and_key_pem)`; with only `native-tls`,
+    /// `reqwest::Identity::from_pkcs8_pem(cert_pem, key_pem)`. Applies to the client
+    /// tokenwarden builds; with [`client`](HttpOptions::client), set it on your client instead.
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
+    pub fn identity(mut self, identity: reqwest::Identity) -> HttpOptions {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Also trusts this certificate authority (a private CA in front of an internal identity
+    /// provider). Applies to the client tokenwarden builds.
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
+    pub fn add_root_certificate(mut self, certificate: reqwest::Certificate) -> HttpOptions {
+        self.roots.push(certificate);
+        self
+    }
+
+    /// Whether requests can carry a client certificate: one was given, or the caller's own
+    /// client may have one.
+    pub(crate) fn can_present_a_certificate(&self) -> bool {
+        #[cfg(any(feature = "rustls", feature = "native-tls"))]
+        if self.identity.is_some() {
+            return true;
+        }
+        self.client.is_some()
     }
 }
 
@@ -150,10 +190,7 @@ impl Endpoint {
         }
         let client = match &options.client {
             Some(client) => client.clone(),
-            None => Client::builder()
-                .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
+            None => own_client(options)
                 .map_err(|e| ConfigError::new(format!("could not build an HTTP client: {e}")))?,
         };
         Ok(Endpoint {
@@ -331,6 +368,31 @@ fn same_endpoint(answered: &Url, asked: &Url) -> bool {
             && answered.port_or_known_default() == asked.port_or_known_default()
             && answered.path() == asked.path()
             && answered.query() == asked.query())
+}
+
+/// The client tokenwarden builds when the caller gives none: a `User-Agent` of its own, no
+/// redirects, rustls whenever the `rustls` feature is on (also when `native-tls` is too, so
+/// that the documented default holds), and the caller's client identity for mutual TLS.
+fn own_client(options: &HttpOptions) -> reqwest::Result<Client> {
+    let builder = Client::builder()
+        .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    #[cfg(feature = "rustls")]
+    let builder = builder.tls_backend_rustls();
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    let builder = {
+        let mut builder = builder;
+        if let Some(identity) = &options.identity {
+            builder = builder.identity(identity.clone());
+        }
+        for root in &options.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        builder
+    };
+    #[cfg(not(any(feature = "rustls", feature = "native-tls")))]
+    let _ = options;
+    builder.build()
 }
 
 /// The URL without user info or query, either of which may carry a secret.

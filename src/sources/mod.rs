@@ -13,22 +13,55 @@
 //! honoured), and messages that name the endpoint but never contain the key, the client secret
 //! or a token. See [`HttpOptions`].
 
+#[cfg(feature = "http-sources")]
 mod api_key;
+#[cfg(feature = "signing")]
+mod assertion;
+#[cfg(feature = "http-sources")]
 mod client_credentials;
-#[cfg(fuzzing)]
+#[cfg(all(fuzzing, feature = "http-sources"))]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "http-sources")]
 mod http;
+#[cfg(feature = "signing")]
+mod jwt_bearer;
+#[cfg(feature = "http-sources")]
 mod oauth;
+#[cfg(feature = "http-sources")]
 mod refresh_token;
+#[cfg(feature = "http-sources")]
 mod response;
+#[cfg(feature = "http-sources")]
 mod scrub;
+#[cfg(feature = "http-sources")]
+mod secret;
 mod static_token;
+#[cfg(feature = "http-sources")]
+mod token_exchange;
 
 pub use crate::ConfigError;
+#[cfg(feature = "http-sources")]
 pub use api_key::{ApiKeyExchange, ApiKeyExchangeBuilder};
+#[cfg(feature = "signing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
+pub use assertion::{ServiceAccountKey, SigningKey};
+#[cfg(feature = "http-sources")]
 pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
+#[cfg(feature = "http-sources")]
 pub use http::HttpOptions;
-pub use oauth::{BodyFormat, ClientAuth};
+#[cfg(feature = "signing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
+pub use jwt_bearer::{JwtBearer, JwtBearerBuilder};
+#[cfg(feature = "http-sources")]
+pub use oauth::{BodyFormat, ClientAuth, Credential};
+#[cfg(feature = "http-sources")]
 pub use refresh_token::{RefreshTokenGrant, RefreshTokenGrantBuilder};
+#[cfg(feature = "http-sources")]
+pub use secret::Secret;
 pub use static_token::{FileToken, StaticToken};
+#[cfg(feature = "http-sources")]
+pub use token_exchange::{
+    SubjectToken, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TokenExchange,
+    TokenExchangeBuilder,
+};

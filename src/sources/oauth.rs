@@ -12,6 +12,7 @@ use crate::token::sensitive_authorization;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+use super::Secret;
 use super::http::Endpoint;
 
 /// How the client authenticates to the token endpoint.
@@ -38,19 +39,18 @@ pub enum BodyFormat {
 }
 
 /// The setters every OAuth2 grant builder shares, written once. The builder needs fields
-/// `auth: ClientAuth`, `format: BodyFormat`, `params: Vec<(String, String)>` and
-/// `http: HttpOptions`.
+/// `client: ClientConfig` and `http: HttpOptions`.
 macro_rules! oauth_request_setters {
     () => {
         /// How a client with a secret authenticates. Default: [`ClientAuth::Basic`].
         pub fn auth(mut self, auth: ClientAuth) -> Self {
-            self.auth = auth;
+            self.client.auth = auth;
             self
         }
 
         /// How the request body is encoded. Default: [`BodyFormat::Form`].
         pub fn body_format(mut self, format: BodyFormat) -> Self {
-            self.format = format;
+            self.client.format = format;
             self
         }
 
@@ -61,7 +61,7 @@ macro_rules! oauth_request_setters {
 
         /// Any other parameter a service requires (e.g. `provider=client_credentials`).
         pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-            self.params.push((name.into(), value.into()));
+            self.client.params.push((name.into(), value.into()));
             self
         }
 
@@ -74,11 +74,55 @@ macro_rules! oauth_request_setters {
 }
 pub(crate) use oauth_request_setters;
 
-/// A client's identity at the token endpoint; the secret is optional (public clients).
+/// How a confidential client proves who it is at the token endpoint.
+///
+/// Strings, [`SecretString`]s and [`Secret`]s convert into [`Credential::Secret`]; a
+/// [`SigningKey`](super::SigningKey) (feature `signing`) into [`Credential::PrivateKeyJwt`].
+///
+/// ```
+/// use tokenwarden::sources::{ClientCredentials, Credential, Secret};
+///
+/// // A secret from memory, one from a file re-read at every fetch, and mutual TLS.
+/// let _ = ClientCredentials::builder("https://auth.example.com/token", "svc", "s3cr3t");
+/// let _ = ClientCredentials::builder("https://auth.example.com/token", "svc", Secret::file("/run/secrets/svc"));
+/// let _ = ClientCredentials::builder("https://auth.example.com/token", "svc", Credential::MutualTls);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Credential {
+    /// A shared secret, sent as [`ClientAuth`] says (`client_secret_basic` or
+    /// `client_secret_post`).
+    Secret(Secret),
+    /// A JWT signed with the client's private key, fresh for every request: `private_key_jwt`
+    /// (RFC 7523 section 2.2, OpenID Connect Core section 9). Claims: `iss` and `sub` the
+    /// client id, `aud` the token endpoint, a random `jti`, `iat` now, `exp` 5 minutes later.
+    #[cfg(feature = "signing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
+    PrivateKeyJwt(super::SigningKey),
+    /// Mutual TLS (`tls_client_auth` or `self_signed_tls_client_auth`, RFC 8705 section 2):
+    /// the client certificate set with [`HttpOptions::identity`](super::HttpOptions::identity)
+    /// (or on your own client) proves who the client is; only `client_id` is sent.
+    MutualTls,
+}
+
+impl<T: Into<Secret>> From<T> for Credential {
+    fn from(secret: T) -> Credential {
+        Credential::Secret(secret.into())
+    }
+}
+
+#[cfg(feature = "signing")]
+impl From<super::SigningKey> for Credential {
+    fn from(key: super::SigningKey) -> Credential {
+        Credential::PrivateKeyJwt(key)
+    }
+}
+
+/// A client's identity at the token endpoint; the credential is optional (public clients).
 #[derive(Clone)]
 pub(crate) struct Client {
     pub(crate) id: Option<String>,
-    pub(crate) secret: Option<SecretString>,
+    pub(crate) credential: Option<Credential>,
     pub(crate) auth: ClientAuth,
 }
 
@@ -92,46 +136,140 @@ pub(crate) struct TokenRequest {
     pub(crate) params: Vec<(String, String)>,
 }
 
+/// The parts of a client's configuration every grant's builder holds.
+#[derive(Default)]
+pub(crate) struct ClientConfig {
+    pub(crate) id: Option<String>,
+    pub(crate) credential: Option<Credential>,
+    pub(crate) auth: ClientAuth,
+    pub(crate) format: BodyFormat,
+    pub(crate) params: Vec<(String, String)>,
+}
+
 impl TokenRequest {
+    /// The request of a grant at `endpoint`, after checking the credential can work.
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        client: ClientConfig,
+        http: &super::HttpOptions,
+        flow: &str,
+    ) -> Result<TokenRequest, crate::ConfigError> {
+        if let Some(credential) = &client.credential {
+            check_credential(credential, http, &endpoint, flow)?;
+        }
+        Ok(TokenRequest {
+            endpoint,
+            client: Client {
+                id: client.id,
+                credential: client.credential,
+                auth: client.auth,
+            },
+            format: client.format,
+            params: client.params,
+        })
+    }
+}
+
+/// A request ready to send, and the secrets it carries (to scrub from any error).
+pub(crate) struct Prepared {
+    pub(crate) request: RequestBuilder,
+    pub(crate) secrets: Vec<SecretString>,
+}
+
+impl TokenRequest {
+    /// Sends a grant: its own `params`, the `sent` secrets among them (scrubbed from any
+    /// error), and reads the token answer. `invalid_grant` is explained as `refused` (the
+    /// assertion, the subject token) having been rejected.
+    pub(crate) async fn grant(
+        &self,
+        params: Vec<(&str, &str)>,
+        sent: Vec<SecretString>,
+        refused: &str,
+        shape: &super::response::Shape,
+    ) -> Result<crate::Token, FetchError> {
+        let Prepared {
+            request,
+            mut secrets,
+        } = self.build(params).await?;
+        secrets.extend(sent);
+        let answer = self
+            .endpoint
+            .exchange(request, &secrets.iter().collect::<Vec<_>>())
+            .await
+            .map_err(|rejection| explain_invalid_grant(rejection, refused))?;
+        super::response::parse_token(
+            &answer.body,
+            self.endpoint.shown(),
+            shape,
+            std::time::SystemTime::now(),
+        )
+    }
+
     /// The request for a grant: its own parameters first, then the configured ones, plus the
-    /// client's authentication.
-    pub(crate) fn build<'a>(
-        &'a self,
-        mut params: Vec<(&'a str, &'a str)>,
-    ) -> Result<RequestBuilder, FetchError> {
-        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    /// client's authentication (a secret read now, or an assertion signed now).
+    pub(crate) async fn build(&self, params: Vec<(&str, &str)>) -> Result<Prepared, FetchError> {
+        let mut secrets = Vec::new();
+        let mut auth_params: Vec<(&str, String)> = Vec::new();
         let mut request = self.endpoint.post();
-        match (self.client.auth, &self.client.id, &self.client.secret) {
-            (ClientAuth::Basic, Some(id), Some(secret)) => {
-                request = request.header(AUTHORIZATION, basic(id, secret)?);
+        let id = self.client.id.as_deref();
+        match &self.client.credential {
+            Some(Credential::Secret(secret)) => {
+                let secret = secret.read("the client secret").await?;
+                match (self.client.auth, id) {
+                    (ClientAuth::Basic, Some(id)) => {
+                        request = request.header(AUTHORIZATION, basic(id, &secret)?);
+                    }
+                    _ => {
+                        auth_params.extend(id.map(|id| ("client_id", id.to_owned())));
+                        auth_params.push(("client_secret", secret.expose_secret().to_owned()));
+                    }
+                }
+                secrets.push(secret);
             }
-            (_, id, secret) => {
-                if let Some(id) = id {
-                    params.push(("client_id", id));
-                }
-                if let Some(secret) = secret {
-                    params.push(("client_secret", secret.expose_secret()));
-                }
+            #[cfg(feature = "signing")]
+            Some(Credential::PrivateKeyJwt(key)) => {
+                let id = id.unwrap_or_default();
+                let assertion = super::assertion::client_assertion(key, id, self.endpoint.shown())?;
+                auth_params.extend([
+                    ("client_id", id.to_owned()),
+                    (
+                        "client_assertion_type",
+                        super::assertion::CLIENT_ASSERTION_TYPE.to_owned(),
+                    ),
+                    ("client_assertion", assertion.expose_secret().to_owned()),
+                ]);
+                secrets.push(assertion);
+            }
+            Some(Credential::MutualTls) | None => {
+                auth_params.extend(id.map(|id| ("client_id", id.to_owned())));
             }
         }
+        let mut params = params;
+        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        params.extend(auth_params.iter().map(|(k, v)| (*k, v.as_str())));
         match self.format {
             BodyFormat::Form => {
                 let mut form = form_urlencoded::Serializer::new(String::new());
                 form.extend_pairs(params);
-                Ok(request
+                request = request
                     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(form.finish()))
+                    .body(form.finish());
             }
             BodyFormat::Json => {
                 let object: Map<String, Value> = params
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
                     .collect();
-                Ok(request
+                request = request
                     .header(CONTENT_TYPE, "application/json")
-                    .body(Value::Object(object).to_string()))
+                    .body(Value::Object(object).to_string());
             }
         }
+        // The owned copies of secrets in `auth_params` go now; the body is reqwest's.
+        for (_, value) in &mut auth_params {
+            zeroize::Zeroize::zeroize(value);
+        }
+        Ok(Prepared { request, secrets })
     }
 }
 
@@ -144,6 +282,41 @@ impl fmt::Debug for TokenRequest {
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
+}
+
+/// A rejection, with `invalid_grant` explained: `what` (the refresh token, the assertion, the
+/// subject token) was refused, and retrying will not help.
+pub(crate) fn explain_invalid_grant(
+    rejection: super::http::Rejection,
+    what: &str,
+) -> crate::FetchError {
+    match rejection.code.as_deref() {
+        Some("invalid_grant") => {
+            crate::FetchError::permanent(format!("{}; {what} was rejected", rejection.error))
+        }
+        _ => rejection.error,
+    }
+}
+
+/// Refuses a credential that cannot work: an empty secret, mutual TLS without a certificate.
+pub(crate) fn check_credential(
+    credential: &Credential,
+    http: &super::HttpOptions,
+    endpoint: &Endpoint,
+    flow: &str,
+) -> Result<(), crate::ConfigError> {
+    let problem = match credential {
+        Credential::Secret(secret) if secret.is_empty_value() => "the client secret is empty",
+        Credential::MutualTls if !http.can_present_a_certificate() => {
+            "mutual TLS needs a client certificate: set HttpOptions::identity (or give \
+             HttpOptions::client a client built with one)"
+        }
+        _ => return Ok(()),
+    };
+    Err(crate::ConfigError::new(format!(
+        "{flow} for {}: {problem}",
+        endpoint.shown()
+    )))
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))`, marked sensitive. (Base64 always fits

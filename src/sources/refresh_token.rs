@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::http::{Endpoint, HttpOptions};
-use super::oauth::{self, BodyFormat, Client, ClientAuth, TokenRequest};
+use super::oauth::{
+    self, BodyFormat, ClientAuth, ClientConfig, Credential, Prepared, TokenRequest,
+};
 use super::response::{self, Shape};
 use crate::ConfigError;
 use crate::{FetchContext, FetchError, FetchFuture, TokenSource};
@@ -54,11 +56,7 @@ impl RefreshTokenGrant {
         RefreshTokenGrantBuilder {
             token_url: token_url.into(),
             refresh_token: refresh_token.into(),
-            client_id: None,
-            client_secret: None,
-            auth: ClientAuth::default(),
-            format: BodyFormat::default(),
-            params: Vec::new(),
+            client: ClientConfig::default(),
             http: HttpOptions::default(),
         }
     }
@@ -73,12 +71,15 @@ impl TokenSource for RefreshTokenGrant {
                 .unwrap_or(&self.refresh_token)
                 .clone();
             let endpoint = &self.request.endpoint;
-            let request = self.request.build(vec![
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.expose_secret()),
-            ])?;
-            let mut secrets = vec![&refresh_token];
-            secrets.extend(self.request.client.secret.iter());
+            let Prepared { request, secrets } = self
+                .request
+                .build(vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.expose_secret()),
+                ])
+                .await?;
+            let mut secrets: Vec<&SecretString> = secrets.iter().collect();
+            secrets.push(&refresh_token);
 
             let answer = endpoint
                 .exchange(request, &secrets)
@@ -118,24 +119,29 @@ impl fmt::Debug for RefreshTokenGrant {
 pub struct RefreshTokenGrantBuilder {
     token_url: String,
     refresh_token: SecretString,
-    client_id: Option<String>,
-    client_secret: Option<SecretString>,
-    auth: ClientAuth,
-    format: BodyFormat,
-    params: Vec<(String, String)>,
+    client: ClientConfig,
     http: HttpOptions,
 }
 
 impl RefreshTokenGrantBuilder {
     /// The client id (sent in the body for public clients, or with the secret per `auth`).
     pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.client_id = Some(id.into());
+        self.client.id = Some(id.into());
         self
     }
 
-    /// The client secret, for confidential clients.
-    pub fn client_secret(mut self, secret: impl Into<SecretString>) -> Self {
-        self.client_secret = Some(secret.into());
+    /// The client secret, for confidential clients: a value, or a [`Secret::file`] read at
+    /// every fetch. Same as `client_credential(secret)`.
+    ///
+    /// [`Secret::file`]: super::Secret::file
+    pub fn client_secret(self, secret: impl Into<super::Secret>) -> Self {
+        self.client_credential(Credential::Secret(secret.into()))
+    }
+
+    /// How a confidential client proves who it is: a secret, a signed assertion
+    /// (`private_key_jwt`), or mutual TLS. Public clients set none (the default).
+    pub fn client_credential(mut self, credential: impl Into<Credential>) -> Self {
+        self.client.credential = Some(credential.into());
         self
     }
 
@@ -155,16 +161,7 @@ impl RefreshTokenGrantBuilder {
             )));
         }
         Ok(RefreshTokenGrant {
-            request: TokenRequest {
-                endpoint,
-                client: Client {
-                    id: self.client_id,
-                    secret: self.client_secret,
-                    auth: self.auth,
-                },
-                format: self.format,
-                params: self.params,
-            },
+            request: TokenRequest::new(endpoint, self.client, &self.http, "refresh-token grant")?,
             refresh_token: self.refresh_token,
         })
     }
@@ -173,9 +170,9 @@ impl RefreshTokenGrantBuilder {
 impl fmt::Debug for RefreshTokenGrantBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshTokenGrantBuilder")
-            .field("client_id", &self.client_id)
-            .field("auth", &self.auth)
-            .field("format", &self.format)
+            .field("client_id", &self.client.id)
+            .field("auth", &self.client.auth)
+            .field("format", &self.client.format)
             .finish_non_exhaustive()
     }
 }

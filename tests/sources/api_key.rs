@@ -172,3 +172,37 @@ async fn an_opaque_key_with_three_dots_is_still_exchanged() {
     source.fetch(ctx()).await.unwrap();
     assert_eq!(server.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn an_api_key_file_is_read_at_every_fetch() {
+    use tokenwarden::sources::Secret;
+    let server = Server::start().await;
+    server.reply([
+        Reply::json(
+            200,
+            serde_json::json!({"token": "jwt-1", "expires_in": 600}),
+        ),
+        Reply::json(
+            200,
+            serde_json::json!({"token": "jwt-2", "expires_in": 600}),
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api-key");
+    std::fs::write(&path, "key-one\n").unwrap();
+    let source = ApiKeyExchange::builder(server.url("/auth"), Secret::file(&path))
+        .build()
+        .unwrap();
+    let ctx = || tokenwarden::FetchContext::new(tokenwarden::FetchReason::Initial);
+    source.fetch(ctx()).await.unwrap();
+    std::fs::write(&path, "key-two").unwrap();
+    source.fetch(ctx()).await.unwrap();
+    assert_eq!(
+        server.request(0).header("authorization"),
+        Some("Bearer key-one")
+    );
+    assert_eq!(
+        server.request(1).header("authorization"),
+        Some("Bearer key-two")
+    );
+}

@@ -160,3 +160,38 @@ async fn works_with_the_refresher_like_any_source() {
     );
     assert_eq!(server.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn a_secret_file_is_read_again_at_every_fetch() {
+    use tokenwarden::sources::{ClientAuth, Secret};
+    let server = Server::start().await;
+    server.reply([Reply::token("t1"), Reply::token("t2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client-secret");
+    std::fs::write(&path, "first-secret\n").unwrap();
+    let source = ClientCredentials::builder(server.url("/token"), "svc", Secret::file(&path))
+        .auth(ClientAuth::Body)
+        .build()
+        .unwrap();
+    source.fetch(ctx()).await.unwrap();
+    // Kubernetes swaps the mounted file; the next fetch sends the new secret, no restart.
+    std::fs::write(&path, "second-secret").unwrap();
+    source.fetch(ctx()).await.unwrap();
+    let secret = |n| {
+        server
+            .request(n)
+            .form()
+            .into_iter()
+            .find(|(k, _)| k == "client_secret")
+            .unwrap()
+            .1
+    };
+    assert_eq!(secret(0), "first-secret");
+    assert_eq!(secret(1), "second-secret");
+
+    std::fs::remove_file(&path).unwrap();
+    let err = source.fetch(ctx()).await.unwrap_err();
+    assert!(err.is_transient(), "a missing mount heals: {err}");
+    assert!(err.to_string().contains("client-secret"), "{err}");
+    assert_eq!(server.requests().len(), 2, "nothing sent without a secret");
+}

@@ -6,4 +6,7 @@ mod errors;
 mod file_store;
 mod refresh_token;
 mod server;
+#[cfg(feature = "signing")]
+mod signing;
 mod static_and_file;
+mod token_exchange;
