@@ -4,6 +4,8 @@ mod api_key;
 mod client_credentials;
 mod errors;
 mod file_store;
+#[cfg(feature = "rustls")]
+mod mutual_tls;
 mod refresh_token;
 mod server;
 #[cfg(feature = "signing")]
