@@ -135,6 +135,38 @@ async fn an_invalid_client_is_a_permanent_error_that_names_the_endpoint() {
     assert!(!text.contains("wrong-secret"), "{text}");
 }
 
+#[cfg(feature = "signing")]
+/// Discovery of a real OpenID provider, and `private_key_jwt` client authentication verified
+/// by it against the client's registered public key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_and_private_key_jwt_against_a_certified_provider() {
+    let Some(server) = start(300) else { return };
+    let issuer = server.token_endpoint.trim_end_matches("/token");
+    use tokenwarden::sources::{HttpOptions, Issuer, SigningKey};
+    let found = Issuer::discover(issuer, &HttpOptions::new()).await.unwrap();
+    assert_eq!(found.token_endpoint(), server.token_endpoint);
+
+    let key = SigningKey::rs256_pem(include_str!("fixtures/rsa_private.pem"))
+        .unwrap()
+        .key_id("tokenwarden-test");
+    let source = found.client_credentials("cc-pkjwt", key).build().unwrap();
+    let handle = Refresher::builder(source).name("cc-pkjwt").spawn();
+    let token = handle.ready().await.unwrap();
+    assert_eq!(token.claims().unwrap()["client_id"], "cc-pkjwt");
+    // A fresh assertion for every request: the provider refuses a replayed `jti`.
+    handle.refresh().await.unwrap();
+    handle.shutdown();
+
+    // The provider does not offer the JWT-bearer grant: said at build, naming it.
+    let key = SigningKey::rs256_pem(include_str!("fixtures/rsa_private.pem")).unwrap();
+    let err = found.jwt_bearer("someone", key).build().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not offer the grant `urn:ietf:params:oauth:grant-type:jwt-bearer`"),
+        "{err}"
+    );
+}
+
 /// The refresher follows the rotation chain for 20 refreshes; presenting a rotated refresh
 /// token again (what a second replica with the old one would do) revokes the grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

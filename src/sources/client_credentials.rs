@@ -127,7 +127,13 @@ impl ClientCredentialsBuilder {
             )));
         }
         Ok(ClientCredentials {
-            request: TokenRequest::new(endpoint, self.client, &self.http, "client credentials")?,
+            request: TokenRequest::new(
+                endpoint,
+                self.client,
+                &self.http,
+                "client credentials",
+                "client_credentials",
+            )?,
             shape: Shape {
                 default_lifetime: self.default_lifetime,
                 ..Shape::oauth()

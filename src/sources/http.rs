@@ -170,21 +170,30 @@ impl From<Rejection> for FetchError {
 
 impl Endpoint {
     pub(crate) fn new(url: &str, options: &HttpOptions) -> Result<Endpoint, ConfigError> {
-        let url = Url::parse(url)
-            .map_err(|e| ConfigError::new(format!("token endpoint URL is invalid: {e}")))?;
+        Endpoint::named(url, options, "token endpoint")
+    }
+
+    /// An endpoint that `what` names in messages ("token endpoint", "discovery document").
+    pub(crate) fn named(
+        url: &str,
+        options: &HttpOptions,
+        what: &str,
+    ) -> Result<Endpoint, ConfigError> {
+        let url =
+            Url::parse(url).map_err(|e| ConfigError::new(format!("{what} URL is invalid: {e}")))?;
         let shown = shown(&url);
         match url.scheme() {
             "https" => {}
             "http" if options.allow_insecure_http || is_loopback(&url) => {}
             "http" => {
                 return Err(ConfigError::new(format!(
-                    "token endpoint {shown} must use https (plain http is allowed only to \
+                    "{what} {shown} must use https (plain http is allowed only to \
                      loopback addresses, or with HttpOptions::allow_insecure_http)"
                 )));
             }
             other => {
                 return Err(ConfigError::new(format!(
-                    "token endpoint {shown} has scheme `{other}`; expected https"
+                    "{what} {shown} has scheme `{other}`; expected https"
                 )));
             }
         }
@@ -205,6 +214,13 @@ impl Endpoint {
     /// The endpoint as it may appear in messages.
     pub(crate) fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// A GET of this endpoint, asking for JSON.
+    pub(crate) fn get(&self) -> RequestBuilder {
+        self.client
+            .get(self.url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
     }
 
     /// A POST to this endpoint, asking for JSON.

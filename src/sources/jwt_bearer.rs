@@ -221,7 +221,13 @@ impl JwtBearerBuilder {
             key: self.key,
             lifetime: self.lifetime,
             claims: self.claims,
-            request: TokenRequest::new(endpoint, self.client, &self.http, "JWT-bearer grant")?,
+            request: TokenRequest::new(
+                endpoint,
+                self.client,
+                &self.http,
+                "JWT-bearer grant",
+                GRANT_TYPE,
+            )?,
         })
     }
 }

@@ -19,6 +19,8 @@ mod api_key;
 mod assertion;
 #[cfg(feature = "http-sources")]
 mod client_credentials;
+#[cfg(feature = "http-sources")]
+mod discovery;
 #[cfg(all(fuzzing, feature = "http-sources"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -48,6 +50,8 @@ pub use api_key::{ApiKeyExchange, ApiKeyExchangeBuilder};
 pub use assertion::{ServiceAccountKey, SigningKey};
 #[cfg(feature = "http-sources")]
 pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
+#[cfg(feature = "http-sources")]
+pub use discovery::Issuer;
 #[cfg(feature = "http-sources")]
 pub use http::HttpOptions;
 #[cfg(feature = "signing")]

@@ -70,6 +70,16 @@ macro_rules! oauth_request_setters {
             self.http = http;
             self
         }
+
+        /// `build()` checks the grant and authentication method against this discovered
+        /// metadata.
+        pub(crate) fn checked_against(
+            mut self,
+            metadata: std::sync::Arc<super::discovery::Metadata>,
+        ) -> Self {
+            self.client.issuer = Some(metadata);
+            self
+        }
     };
 }
 pub(crate) use oauth_request_setters;
@@ -144,18 +154,26 @@ pub(crate) struct ClientConfig {
     pub(crate) auth: ClientAuth,
     pub(crate) format: BodyFormat,
     pub(crate) params: Vec<(String, String)>,
+    /// The discovered metadata to check the grant and authentication method against.
+    pub(crate) issuer: Option<std::sync::Arc<super::discovery::Metadata>>,
 }
 
 impl TokenRequest {
-    /// The request of a grant at `endpoint`, after checking the credential can work.
+    /// The request of a grant (`grant_type`) at `endpoint`, after checking the credential can
+    /// work and, when the endpoint was discovered, that the server offers the grant and
+    /// accepts the authentication method.
     pub(crate) fn new(
         endpoint: Endpoint,
         client: ClientConfig,
         http: &super::HttpOptions,
         flow: &str,
+        grant_type: &str,
     ) -> Result<TokenRequest, crate::ConfigError> {
         if let Some(credential) = &client.credential {
             check_credential(credential, http, &endpoint, flow)?;
+        }
+        if let Some(issuer) = &client.issuer {
+            issuer.check(grant_type, client.credential.as_ref(), client.auth)?;
         }
         Ok(TokenRequest {
             endpoint,

@@ -161,7 +161,13 @@ impl RefreshTokenGrantBuilder {
             )));
         }
         Ok(RefreshTokenGrant {
-            request: TokenRequest::new(endpoint, self.client, &self.http, "refresh-token grant")?,
+            request: TokenRequest::new(
+                endpoint,
+                self.client,
+                &self.http,
+                "refresh-token grant",
+                "refresh_token",
+            )?,
             refresh_token: self.refresh_token,
         })
     }

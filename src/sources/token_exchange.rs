@@ -227,7 +227,13 @@ impl TokenExchangeBuilder {
             )));
         }
         Ok(TokenExchange {
-            request: TokenRequest::new(endpoint, self.client, &self.http, "token exchange")?,
+            request: TokenRequest::new(
+                endpoint,
+                self.client,
+                &self.http,
+                "token exchange",
+                GRANT_TYPE,
+            )?,
             subject: self.subject,
         })
     }

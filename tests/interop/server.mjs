@@ -8,6 +8,8 @@
 import http from 'node:http';
 
 import Provider from 'oidc-provider';
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 const [secret, ttlArg] = process.argv.slice(2);
 const ttl = Number(ttlArg ?? 5);
@@ -17,6 +19,14 @@ const { port } = listener.address();
 const issuer = `http://127.0.0.1:${port}`;
 
 const resource = 'urn:tokenwarden:api';
+// The public half of tests/fixtures/rsa_private.pem, for the private_key_jwt client.
+const fixtures = new URL('../fixtures/', import.meta.url);
+const publicJwk = {
+  ...createPublicKey(readFileSync(new URL('rsa_public.pem', fixtures))).export({ format: 'jwk' }),
+  kid: 'tokenwarden-test',
+  alg: 'RS256',
+  use: 'sig',
+};
 const provider = new Provider(issuer, {
   clients: [
     {
@@ -34,6 +44,15 @@ const provider = new Provider(issuer, {
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_post',
+    },
+    {
+      client_id: 'cc-pkjwt',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: { keys: [publicJwk] },
     },
     {
       client_id: 'rt-client',

@@ -2,6 +2,7 @@
 
 mod api_key;
 mod client_credentials;
+mod discovery;
 mod errors;
 mod file_store;
 #[cfg(feature = "rustls")]
