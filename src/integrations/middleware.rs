@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::Extensions;
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use reqwest::{Request, Response, StatusCode};
+use reqwest::header::AUTHORIZATION;
+use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 
 use crate::{Token, TokenHandle};
@@ -76,20 +76,6 @@ fn authorize(request: &mut Request, token: &Token) -> Result<()> {
     Ok(())
 }
 
-/// Whether the server rejected the token itself (RFC 6750 section 3.1).
-fn rejects_token(response: &Response) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED
-        || response
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                let v = v.to_ascii_lowercase();
-                v.starts_with("bearer") && v.contains("error=\"invalid_token\"")
-            })
-}
-
 #[async_trait]
 impl Middleware for TokenAuth {
     async fn handle(
@@ -106,7 +92,7 @@ impl Middleware for TokenAuth {
         let retry = request.try_clone();
         authorize(&mut request, &token)?;
         let response = next.clone().run(request, extensions).await?;
-        if !rejects_token(&response) {
+        if !super::rejects_token(response.status(), response.headers()) {
             return Ok(response);
         }
         // Refresh even if this request cannot be retried, so the next one succeeds.

@@ -1,10 +1,15 @@
-//! Using tokens on outgoing requests: a `reqwest::RequestBuilder` extension, and (feature
-//! `middleware`) a `reqwest-middleware` middleware that retries once on a rejected token.
+//! Using tokens on outgoing requests: a `reqwest::RequestBuilder` extension, a
+//! `reqwest-middleware` middleware (feature `middleware`) and a tower `Layer` (feature `tower`,
+//! for hyper and tonic); both retry once on a rejected token.
 
 #[cfg(feature = "middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 pub mod middleware;
 #[cfg(feature = "http-sources")]
 mod request;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 #[cfg(feature = "http-sources")]
 pub use request::RequestBuilderExt;
@@ -16,11 +21,31 @@ use crate::{Error, FetchError, Token};
 /// The token's `Authorization` value, as the handle's kind of error. Published tokens were
 /// checked for this already; kept as an error rather than a panic in case a token type slips
 /// through.
-#[cfg_attr(not(feature = "http-sources"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "http-sources", feature = "tower")),
+    allow(dead_code)
+)]
 fn authorization(token: &Token) -> Result<HeaderValue, Error> {
     token.authorization_header().map_err(|_| {
         Error::Failed(FetchError::permanent(
             "the token cannot be used as an Authorization header",
         ))
     })
+}
+
+/// Whether an answer rejects the token itself: HTTP 401, `WWW-Authenticate: Bearer
+/// error="invalid_token"` (RFC 6750 section 3.1), or gRPC status 16 `UNAUTHENTICATED` (sent
+/// in the headers of a trailers-only answer).
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
+fn rejects_token(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    status == http::StatusCode::UNAUTHORIZED
+        || headers.get("grpc-status").is_some_and(|v| v == "16")
+        || headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                let v = v.to_ascii_lowercase();
+                v.starts_with("bearer") && v.contains("error=\"invalid_token\"")
+            })
 }
