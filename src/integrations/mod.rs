@@ -2,6 +2,9 @@
 //! `reqwest-middleware` middleware (feature `middleware`) and a tower `Layer` (feature `tower`,
 //! for hyper and tonic); both retry once on a rejected token.
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 pub mod middleware;

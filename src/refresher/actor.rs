@@ -346,6 +346,14 @@ impl Actor {
             warn!(%error, "could not save the new token; serving it anyway");
             self.emit(Event::PersistFailed { error });
         }
+        #[cfg(feature = "metrics")]
+        crate::integrations::metrics::fetched(
+            &self.setup.name,
+            flight.reason,
+            &fetched.result,
+            self.last_fetch_started
+                .map_or(Duration::ZERO, |at| at.elapsed()),
+        );
         match fetched.result {
             Ok(token) => self.on_success(token, flight.reason),
             Err(error) => self.on_failure(error, flight.reason),
@@ -655,6 +663,13 @@ impl Actor {
         if self.setup.state.borrow().same_as(&next) {
             return;
         }
+        #[cfg(feature = "metrics")]
+        crate::integrations::metrics::state(
+            &self.setup.name,
+            Some(&self.setup.state.borrow()),
+            &next,
+            self.now(),
+        );
         let previous = self.setup.state.send_replace(next);
         drop(previous);
     }
@@ -688,7 +703,14 @@ impl Actor {
 
 impl Drop for Actor {
     fn drop(&mut self) {
-        self.setup.state.send_replace(TokenState::Stopped);
+        let _previous = self.setup.state.send_replace(TokenState::Stopped);
+        #[cfg(feature = "metrics")]
+        crate::integrations::metrics::state(
+            &self.setup.name,
+            Some(&_previous),
+            &TokenState::Stopped,
+            self.now(),
+        );
         self.emit(Event::Stopped);
         info!("refresher stopped");
         // `waiters` drop next: their callers get `Error::Stopped`.

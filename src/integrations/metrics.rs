@@ -1,0 +1,112 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`): every
+//! refresher records these, labelled `credential` (its [name](crate::RefresherBuilder::name)).
+//! Install any `metrics` exporter (Prometheus, StatsD, OpenTelemetry) and they appear; without
+//! one, recording costs a few atomic loads.
+//!
+//! | name | kind | labels | what |
+//! |---|---|---|---|
+//! | `tokenwarden_refreshes_total` | counter | `credential`, `reason`, `outcome` | fetches finished; `reason` is `initial`, `scheduled`, `forced` or `rejected`; `outcome` is `success`, `transient_error` or `permanent_error` |
+//! | `tokenwarden_fetch_duration_seconds` | histogram | `credential`, `outcome` | how long each fetch took, store save included |
+//! | `tokenwarden_token_expires_at_seconds` | gauge | `credential` | when the served token expires (Unix time, seconds); alert on `tokenwarden_token_expires_at_seconds - time()` |
+//! | `tokenwarden_token_seconds_until_expiry` | gauge | `credential` | seconds the served token has left, as of the refresher's last change or wake-up (it wakes a few times per lifetime) |
+//! | `tokenwarden_state` | gauge | `credential`, `state` | 1 for the current state, 0 for the others; `state` is `pending`, `fresh`, `refreshing`, `stale`, `expired`, `failed` or `stopped` |
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // A service installs an exporter once at startup, e.g.
+//! // `metrics_exporter_prometheus::PrometheusBuilder::new().install()`; here, a recorder
+//! // that keeps what it is given.
+//! let recorder = metrics_util::debugging::DebuggingRecorder::new();
+//! let snapshot = recorder.snapshotter();
+//! recorder.install().expect("the first recorder of this process");
+//!
+//! let source = tokenwarden::from_fn(|_ctx| async {
+//!     Ok::<_, tokenwarden::FetchError>(tokenwarden::Token::new("t").expires_in(std::time::Duration::from_secs(60)))
+//! });
+//! let handle = tokenwarden::Refresher::builder(source).name("billing").spawn();
+//! handle.ready().await.unwrap();
+//! let names: Vec<String> = snapshot
+//!     .snapshot()
+//!     .into_vec()
+//!     .into_iter()
+//!     .map(|(key, ..)| key.key().name().to_owned())
+//!     .collect();
+//! assert!(names.iter().any(|n| n == "tokenwarden_refreshes_total"));
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{FetchError, FetchReason, TokenState};
+
+/// The `state` label of a state.
+fn state_label(state: &TokenState) -> &'static str {
+    match state {
+        TokenState::Pending { .. } => "pending",
+        TokenState::Fresh(_) => "fresh",
+        TokenState::Refreshing(_) => "refreshing",
+        TokenState::Stale { .. } => "stale",
+        TokenState::Expired { .. } => "expired",
+        TokenState::Failed { .. } => "failed",
+        TokenState::Stopped => "stopped",
+    }
+}
+
+/// A fetch finished after `took`.
+pub(crate) fn fetched<T>(
+    credential: &Arc<str>,
+    reason: FetchReason,
+    result: &Result<T, FetchError>,
+    took: Duration,
+) {
+    let outcome = match result {
+        Ok(_) => "success",
+        Err(error) if error.is_permanent() => "permanent_error",
+        Err(_) => "transient_error",
+    };
+    let name = credential.to_string();
+    metrics::counter!(
+        "tokenwarden_refreshes_total",
+        "credential" => name.clone(),
+        "reason" => reason.to_string(),
+        "outcome" => outcome
+    )
+    .increment(1);
+    metrics::histogram!(
+        "tokenwarden_fetch_duration_seconds",
+        "credential" => name,
+        "outcome" => outcome
+    )
+    .record(took.as_secs_f64());
+}
+
+/// The published state went from `previous` (if any) to `state`, at wall-clock `now`.
+pub(crate) fn state(
+    credential: &Arc<str>,
+    previous: Option<&TokenState>,
+    state: &TokenState,
+    now: SystemTime,
+) {
+    let name = credential.to_string();
+    let label = state_label(state);
+    if let Some(previous) = previous.map(state_label).filter(|p| *p != label) {
+        metrics::gauge!("tokenwarden_state", "credential" => name.clone(), "state" => previous)
+            .set(0.0);
+    }
+    metrics::gauge!("tokenwarden_state", "credential" => name.clone(), "state" => label).set(1.0);
+    let served = match state {
+        TokenState::Fresh(token) | TokenState::Refreshing(token) => Some(token),
+        TokenState::Stale { token, .. } => Some(token),
+        _ => None,
+    };
+    if let Some(expiry) = served.and_then(|token| token.expiry()) {
+        let at = expiry.duration_since(UNIX_EPOCH).unwrap_or_default();
+        metrics::gauge!("tokenwarden_token_expires_at_seconds", "credential" => name.clone())
+            .set(at.as_secs_f64());
+        let left = expiry.duration_since(now).unwrap_or_default();
+        metrics::gauge!("tokenwarden_token_seconds_until_expiry", "credential" => name)
+            .set(left.as_secs_f64());
+    }
+}
