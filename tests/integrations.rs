@@ -24,9 +24,11 @@ struct Api {
 
 impl Api {
     /// The server forgets every token (rotated keys, revocation).
+    #[cfg_attr(not(feature = "middleware"), allow(dead_code))]
     fn revoke(&self) {
         *self.valid.lock().unwrap() = None;
     }
+    #[cfg_attr(not(feature = "middleware"), allow(dead_code))]
     fn token_calls(&self) -> u32 {
         self.token_calls.load(Ordering::SeqCst)
     }
