@@ -152,6 +152,21 @@ async fn a_full_rotation_at_trace_level_leaks_no_secret() {
     }
 }
 
+/// A configuration error, as a user's `?` would turn it into an [`Error`].
+struct ConfigErrorProbe;
+
+impl ConfigErrorProbe {
+    fn config() -> tokenwarden::ConfigError {
+        tokenwarden::sources::ClientCredentials::builder(
+            "http://auth.test/token",
+            "id",
+            format!("{MARK}-x"),
+        )
+        .build()
+        .unwrap_err()
+    }
+}
+
 #[tokio::test]
 async fn debug_and_display_of_every_public_type_hide_secrets() {
     let token = Token::new(format!("{MARK}-access"))
@@ -193,6 +208,52 @@ async fn debug_and_display_of_every_public_type_hide_secrets() {
         format!("{:?}", Clock::system()),
         format!("{:?}", token.refresh_token().unwrap()),
     ];
+    let mut printed = printed.to_vec();
+    {
+        use tokenwarden::sources::{
+            ClientCredentials, Credential, Secret, SubjectToken, TokenExchange,
+        };
+        let secret = Secret::from(format!("{MARK}-client-secret"));
+        let source = ClientCredentials::builder("https://auth.test/token", "id", secret.clone())
+            .build()
+            .unwrap();
+        let exchange = TokenExchange::builder(
+            "https://auth.test/token",
+            SubjectToken::source(tokenwarden::sources::StaticToken::new(token.clone())),
+        )
+        .client("id", secret.clone())
+        .build()
+        .unwrap();
+        printed.extend([
+            format!("{secret:?}"),
+            format!("{:?}", Credential::from(secret.clone())),
+            format!("{source:?}"),
+            format!("{exchange:?}"),
+            format!("{:?}", Error::from(ConfigErrorProbe::config())),
+        ]);
+    }
+    #[cfg(feature = "signing")]
+    {
+        use tokenwarden::sources::{JwtBearer, ServiceAccountKey, SigningKey};
+        let pem = include_str!("fixtures/rsa_private.pem");
+        let key = SigningKey::rs256_pem(pem).unwrap();
+        let account = ServiceAccountKey::from_json(
+            &json!({"client_email": "a@b", "token_uri": "https://t", "private_key": pem})
+                .to_string(),
+        )
+        .unwrap();
+        let jwt = JwtBearer::service_account(account.clone()).build().unwrap();
+        for text in [
+            format!("{key:?}"),
+            format!("{account:?}"),
+            format!("{jwt:?}"),
+        ] {
+            assert!(
+                !text.contains("PRIVATE KEY") && !text.contains(&pem[40..80]),
+                "{text}"
+            );
+        }
+    }
     for text in printed {
         assert!(!text.contains(MARK), "a secret in {text}");
     }
@@ -282,6 +343,10 @@ async fn the_http_sources_at_trace_level_leak_no_secret() {
 const CLIENT_SECRET: &str = "SECRET+c:l/i%e&n=t";
 const REFRESH_TOKEN: &str = "SECRET-rt/+=x";
 const API_KEY: &str = "SECRETkeyAbC42";
+const SUBJECT_TOKEN: &str = "SECRET-subject/+=token";
+
+/// Every signed assertion the echoing server received: none may be printed either.
+static ASSERTIONS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Every way the secrets of a request can come back from a server.
 fn forms_of(secret: &str) -> Vec<String> {
@@ -313,6 +378,11 @@ async fn echo(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    for (name, value) in form_urlencoded::parse(body.as_bytes()) {
+        if name == "assertion" || name == "client_assertion" {
+            ASSERTIONS.lock().unwrap().push(value.into_owned());
+        }
+    }
     let echoed = format!("you sent {body} with {auth}");
     // Padded so that the first secret in the echo starts 5 characters before the message's
     // cut at 300 (after `invalid_request (`, 17 characters).
@@ -360,9 +430,19 @@ async fn echo(
 #[tokio::test]
 async fn every_http_source_against_an_echoing_server_leaks_nothing() {
     use tokenwarden::sources::{
-        ApiKeyExchange, BodyFormat, ClientAuth, ClientCredentials, RefreshTokenGrant,
+        ApiKeyExchange, BodyFormat, ClientAuth, ClientCredentials, RefreshTokenGrant, Secret,
+        SubjectToken, TokenExchange,
     };
     let (logs, _guard) = capture_trace();
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_file, key_file, subject_file) = (
+        dir.path().join("client-secret"),
+        dir.path().join("api-key"),
+        dir.path().join("subject-token"),
+    );
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
+    std::fs::write(&key_file, API_KEY).unwrap();
+    std::fs::write(&subject_file, SUBJECT_TOKEN).unwrap();
     let app = axum::Router::new()
         .route("/token", axum::routing::post(echo))
         .with_state(Arc::new(AtomicU32::new(0)));
@@ -403,7 +483,52 @@ async fn every_http_source_against_an_echoing_server_leaks_nothing() {
             "API-key exchange",
             Arc::new(ApiKeyExchange::builder(&url, API_KEY).build().unwrap()),
         ),
+        (
+            "client credentials, secret from a file",
+            Arc::new(
+                ClientCredentials::builder(&url, "client-1", Secret::file(&secret_file))
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "API-key exchange, key from a file",
+            Arc::new(
+                ApiKeyExchange::builder(&url, Secret::file(&key_file))
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "token exchange, subject token from a file",
+            Arc::new(
+                TokenExchange::builder(&url, SubjectToken::file(&subject_file))
+                    .client("client-1", CLIENT_SECRET)
+                    .auth(ClientAuth::Body)
+                    .build()
+                    .unwrap(),
+            ),
+        ),
     ];
+    #[cfg(feature = "signing")]
+    let sources = {
+        use tokenwarden::sources::{JwtBearer, SigningKey};
+        let key = || SigningKey::es256_pem(include_str!("fixtures/ec_private.pem")).unwrap();
+        let mut sources = sources;
+        sources.push((
+            "JWT-bearer grant",
+            Arc::new(JwtBearer::builder(&url, "svc", key()).build().unwrap()),
+        ));
+        sources.push((
+            "client credentials, private_key_jwt",
+            Arc::new(
+                ClientCredentials::builder(&url, "client-1", key())
+                    .build()
+                    .unwrap(),
+            ),
+        ));
+        sources
+    };
     let mut policy = RefreshPolicy::default();
     policy.min_interval = Duration::from_millis(1);
     let mut printed = Vec::new();
@@ -438,7 +563,19 @@ async fn every_http_source_against_an_echoing_server_leaks_nothing() {
         "{printed:?}"
     );
     let everything = format!("{logs}\n{}", printed.join("\n"));
-    for secret in [CLIENT_SECRET, REFRESH_TOKEN, API_KEY] {
+    let assertions = ASSERTIONS.lock().unwrap().clone();
+    #[cfg(feature = "signing")]
+    assert!(
+        assertions.len() >= 6,
+        "the assertions were sent: {}",
+        assertions.len()
+    );
+    for assertion in &assertions {
+        // Its signature is enough to replay it: neither it nor the whole may be printed.
+        let signature = assertion.rsplit('.').next().unwrap();
+        assert!(!everything.contains(signature), "an assertion leaked");
+    }
+    for secret in [CLIENT_SECRET, REFRESH_TOKEN, API_KEY, SUBJECT_TOKEN] {
         for form in forms_of(secret) {
             assert!(
                 !everything.contains(&form),
