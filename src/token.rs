@@ -285,6 +285,14 @@ impl Token {
     }
 
     /// The wall-clock time its refresher means to refresh it, if one does.
+    /// A copy with an allocation (and reference count) of its own, secret included: what a
+    /// thread keeps so that its reads write no memory another thread reads.
+    pub(crate) fn replica(&self) -> Token {
+        Token {
+            inner: Arc::new(Inner::clone(&self.inner)),
+        }
+    }
+
     pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
         self.inner.refresh_due
     }

@@ -84,13 +84,13 @@ impl Middleware for TokenAuth {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
-        let token = self
+        let (token, header) = self
             .handle
-            .ready_within(self.wait_for_token)
+            .authorized_within(self.wait_for_token)
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let retry = request.try_clone();
-        authorize(&mut request, &token)?;
+        request.headers_mut().insert(AUTHORIZATION, header);
         let response = next.clone().run(request, extensions).await?;
         if !super::rejects_token(response.status(), response.headers()) {
             return Ok(response);

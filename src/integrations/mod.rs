@@ -24,10 +24,7 @@ use crate::{Error, FetchError, Token};
 /// The token's `Authorization` value, as the handle's kind of error. Published tokens were
 /// checked for this already; kept as an error rather than a panic in case a token type slips
 /// through.
-#[cfg_attr(
-    not(any(feature = "http-sources", feature = "tower")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
 fn authorization(token: &Token) -> Result<HeaderValue, Error> {
     token.authorization_header().map_err(|_| {
         Error::Failed(FetchError::permanent(

@@ -59,12 +59,11 @@ pub trait RequestBuilderExt: Sized {
 
 impl RequestBuilderExt for RequestBuilder {
     fn with_token(self, handle: &TokenHandle) -> Result<Self, Error> {
-        let header = super::authorization(&handle.current()?)?;
-        Ok(self.header(AUTHORIZATION, header))
+        Ok(self.header(AUTHORIZATION, handle.authorization_header()?))
     }
 
     async fn with_token_within(self, handle: &TokenHandle, wait: Duration) -> Result<Self, Error> {
-        let header = super::authorization(&handle.ready_within(wait).await?)?;
+        let (_, header) = handle.authorized_within(wait).await?;
         Ok(self.header(AUTHORIZATION, header))
     }
 }

@@ -198,9 +198,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let config = self.config.clone();
         Box::pin(async move {
-            let token = config.handle.ready_within(config.wait_for_token).await?;
+            let (token, header) = config
+                .handle
+                .authorized_within(config.wait_for_token)
+                .await?;
             let retry = config.replay.replay(&request);
-            authorize(&mut request, &token)?;
+            request.headers_mut().insert(AUTHORIZATION, header);
             let response = inner.call(request).await.map_err(Into::into)?;
             if !super::rejects_token(response.status(), response.headers()) {
                 return Ok(response);

@@ -67,6 +67,8 @@ pub(crate) struct Setup {
     pub(crate) events: Arc<EventChannel>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) cancel: CancellationToken,
+    /// Bumped after each publication, so readers' replicas know they are out of date.
+    pub(crate) published: Arc<super::replica::Published>,
     /// A second stop signal (a registry's shutdown), besides the handle's own.
     pub(crate) also_cancel: Option<CancellationToken>,
 }
@@ -671,6 +673,7 @@ impl Actor {
             self.now(),
         );
         let previous = self.setup.state.send_replace(next);
+        self.setup.published.bump();
         drop(previous);
     }
 
@@ -704,6 +707,7 @@ impl Actor {
 impl Drop for Actor {
     fn drop(&mut self) {
         let _previous = self.setup.state.send_replace(TokenState::Stopped);
+        self.setup.published.bump();
         #[cfg(feature = "metrics")]
         crate::integrations::metrics::state(
             &self.setup.name,

@@ -190,6 +190,7 @@ impl RefresherBuilder {
             .cancel
             .map_or_else(CancellationToken::new, |parent| parent.child_token());
 
+        let published = Arc::new(super::replica::Published::new());
         let span = tracing::info_span!("tokenwarden", credential = %name);
         let (tracker, limit, event_hook, also_cancel) = match self.joined {
             Some(joined) => (
@@ -235,6 +236,7 @@ impl RefresherBuilder {
             commands: command_rx,
             cancel: cancel.clone(),
             also_cancel,
+            published: published.clone(),
         });
         let task = actor.run().instrument(span);
         match tracker {
@@ -250,6 +252,7 @@ impl RefresherBuilder {
             events,
             cancel,
             fleet_unavailable,
+            published,
         })
     }
 }

@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::actor::Command;
 use super::event::EventChannel;
+use http::HeaderValue;
+
 use crate::{Clock, Error, Event, Token, TokenState};
 
 /// A handle to one credential's refresher. Cheap to clone; `Send + Sync`.
@@ -58,6 +60,8 @@ pub(crate) struct Ends {
     pub(crate) cancel: CancellationToken,
     /// Set while a shared refresher's fleet store is out of reach.
     pub(crate) fleet_unavailable: Option<Arc<AtomicBool>>,
+    /// The credential's id and state version, for this thread's replica of its token.
+    pub(crate) published: Arc<super::replica::Published>,
 }
 
 impl TokenHandle {
@@ -88,6 +92,70 @@ impl TokenHandle {
     /// [`Error::Pending`] before the first token, [`Error::Expired`] after expiry,
     /// [`Error::Failed`] after a permanent failure, [`Error::Stopped`] after shutdown.
     pub fn current(&self) -> Result<Token, Error> {
+        if let Some(token) = self.replica(|replica| replica.token.clone()) {
+            return Ok(token);
+        }
+        self.current_shared()
+    }
+
+    /// Calls `read` with the current token, borrowed: the cheapest read, for code that needs
+    /// the token only for a moment (to copy its secret into a request, say). The same checks
+    /// as [`current`](TokenHandle::current): never a token past its serve margin.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tokenwarden::{FetchError, Refresher, Token};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokenwarden::Error> {
+    /// # let handle = Refresher::builder(tokenwarden::from_fn(|_ctx| async {
+    /// #     Ok::<_, FetchError>(Token::new("abc").expires_in(Duration::from_secs(300)))
+    /// # })).spawn();
+    /// # handle.ready().await?;
+    /// let length = handle.with_current(|token| token.expose_secret().len())?;
+    /// assert_eq!(length, 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`current`](TokenHandle::current).
+    pub fn with_current<R>(&self, read: impl FnOnce(&Token) -> R) -> Result<R, Error> {
+        let mut read = Some(read);
+        if let Some(result) =
+            self.replica(|replica| (read.take().expect("called once"))(&replica.token))
+        {
+            return Ok(result);
+        }
+        let token = self.current_shared()?;
+        Ok((read.take().expect("not called yet"))(&token))
+    }
+
+    /// The current token's `Authorization` value (`Bearer <token>`, marked sensitive), built
+    /// once per token and thread rather than per call: what the integrations send.
+    ///
+    /// # Errors
+    ///
+    /// As [`current`](TokenHandle::current), and [`Error::InvalidHeader`] if the token cannot
+    /// go in a header.
+    pub fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        if let Some(Some(header)) = self.replica(|replica| replica.header.clone()) {
+            return Ok(header);
+        }
+        Ok(self.current_shared()?.authorization_header()?)
+    }
+
+    /// `read` on this thread's replica of the token, when it has a servable one.
+    fn replica<R>(&self, read: impl FnOnce(&super::replica::Replica) -> R) -> Option<R> {
+        super::replica::read(
+            &self.ends.published,
+            &self.ends.state,
+            &self.ends.clock,
+            read,
+        )
+    }
+
+    /// The read through the shared state: every case the replicas leave to it.
+    fn current_shared(&self) -> Result<Token, Error> {
         let clock = &self.ends.clock;
         let (result, wake) = self.ends.state.borrow().read(|at| clock.has_passed(at));
         if wake {
@@ -151,6 +219,28 @@ impl TokenHandle {
             }
             result => result,
         }
+    }
+
+    /// [`ready_within`](TokenHandle::ready_within), with the token's prebuilt `Authorization`
+    /// value: what the integrations send, without formatting a header per request.
+    #[cfg_attr(
+        not(any(feature = "http-sources", feature = "tower")),
+        allow(dead_code)
+    )]
+    pub(crate) async fn authorized_within(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<(Token, HeaderValue), Error> {
+        let ready = self.replica(|replica| {
+            let header = replica.header.clone()?;
+            Some((replica.token.clone(), header))
+        });
+        if let Some(Some(ready)) = ready {
+            return Ok(ready);
+        }
+        let token = self.ready_within(wait).await?;
+        let header = token.authorization_header()?;
+        Ok((token, header))
     }
 
     /// For a refresher [`shared`](crate::RefresherBuilder::shared) with a fleet: whether the

@@ -5,6 +5,7 @@ mod actor;
 mod builder;
 mod event;
 mod handle;
+mod replica;
 mod state;
 
 pub(crate) use builder::Joined;

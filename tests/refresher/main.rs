@@ -5,5 +5,6 @@ mod events;
 mod expiry;
 mod failures;
 mod lifecycle;
+mod replicas;
 mod schedule;
 mod support;

@@ -1,0 +1,189 @@
+//! Reads served from per-thread replicas: never stale after a publication, never past expiry,
+//! never another credential's token.
+
+use std::time::Duration;
+
+use tokenwarden::{Error, FetchError};
+
+use crate::support::*;
+
+/// Reads enough times that the thread holds a replica (the second read earns one).
+fn read_hot(handle: &tokenwarden::TokenHandle) -> String {
+    for _ in 0..3 {
+        handle.current().unwrap();
+    }
+    handle.current().unwrap().expose_secret().to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_reaches_a_thread_that_holds_a_replica() {
+    let source = Scripted::tokens(secs(600));
+    let (handle, _) = started(builder(&source)).await;
+    assert_eq!(read_hot(&handle), secret(1));
+    handle.refresh().await.unwrap();
+    assert_eq!(handle.current().unwrap().expose_secret(), secret(2));
+    assert_eq!(
+        handle
+            .with_current(|t| t.expose_secret().to_owned())
+            .unwrap(),
+        secret(2)
+    );
+    let header = handle.authorization_header().unwrap();
+    assert_eq!(header, format!("Bearer {}", secret(2)).as_str());
+    assert!(header.is_sensitive());
+
+    // A scheduled rotation too.
+    let mut events = handle.subscribe();
+    next_rotation(&mut events).await;
+    assert_eq!(handle.current().unwrap().expose_secret(), secret(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_is_never_served_past_its_serve_margin() {
+    let source = Scripted::tokens(secs(100));
+    let (handle, _events) = started(builder(&source)).await;
+    read_hot(&handle);
+    // The endpoint fails from now on; the token runs out while this thread holds a replica.
+    source.set_default(Step::Fail(FetchError::transient("down")));
+    tokio::time::sleep(secs(101)).await;
+    assert!(matches!(handle.current(), Err(Error::Expired { .. })));
+    assert!(matches!(
+        handle.with_current(|_| ()),
+        Err(Error::Expired { .. })
+    ));
+    assert!(matches!(
+        handle.authorization_header(),
+        Err(Error::Expired { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_machine_that_slept_gets_no_replica() {
+    let source = Scripted::tokens(secs(600));
+    let clock = tokenwarden::Clock::tokio();
+    let (handle, _events) = started(builder(&source).clock(clock.clone())).await;
+    read_hot(&handle);
+    clock.skip(secs(3600));
+    assert!(matches!(handle.current(), Err(Error::Expired { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_shutdown_a_replica_is_not_served() {
+    let source = Scripted::tokens(secs(600));
+    let (handle, _events) = started(builder(&source)).await;
+    read_hot(&handle);
+    handle.shutdown();
+    handle.stopped().await;
+    assert!(matches!(handle.current(), Err(Error::Stopped)));
+    assert!(matches!(handle.authorization_header(), Err(Error::Stopped)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_credentials_on_one_thread_each_read_their_own_token() {
+    // More than a thread keeps replicas of, read round-robin and repeatedly.
+    let mut handles = Vec::new();
+    for n in 0..40u32 {
+        let source = tokenwarden::from_fn(move |_ctx| async move {
+            Ok::<_, FetchError>(
+                tokenwarden::Token::new(format!("credential-{n}")).expires_in(secs(600)),
+            )
+        });
+        let handle = tokenwarden::Refresher::builder(source).spawn();
+        handle.ready().await.unwrap();
+        handles.push(handle);
+    }
+    for _ in 0..5 {
+        for (n, handle) in handles.iter().enumerate() {
+            assert_eq!(
+                handle.current().unwrap().expose_secret(),
+                format!("credential-{n}")
+            );
+            assert_eq!(
+                handle.authorization_header().unwrap(),
+                format!("Bearer credential-{n}").as_str()
+            );
+        }
+        // A few hot ones among them.
+        for _ in 0..3 {
+            assert_eq!(
+                handles[7].current().unwrap().expose_secret(),
+                "credential-7"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_inside_with_current_is_served_too() {
+    let source = Scripted::tokens(secs(600));
+    let (handle, _events) = started(builder(&source)).await;
+    read_hot(&handle);
+    let nested = handle
+        .with_current(|outer| {
+            let inner = handle.current().unwrap();
+            (
+                outer.expose_secret().to_owned(),
+                inner.expose_secret().to_owned(),
+            )
+        })
+        .unwrap();
+    assert_eq!(nested, (secret(1), secret(1)));
+}
+
+#[test]
+fn threads_reading_during_rotations_never_see_an_older_token_after_a_newer_one() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let issued = counter.clone();
+    let handle = runtime.block_on(async move {
+        let source = tokenwarden::from_fn(move |_ctx| {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move {
+                Ok::<_, FetchError>(
+                    tokenwarden::Token::new(format!("{n:08}")).expires_in(Duration::from_secs(600)),
+                )
+            }
+        });
+        let mut policy = tokenwarden::RefreshPolicy::default();
+        policy.min_interval = Duration::from_millis(1);
+        let handle = tokenwarden::Refresher::builder(source)
+            .policy(policy)
+            .spawn();
+        handle.ready().await.unwrap();
+        handle
+    });
+    // Set once the rotations are over: the newest token's number.
+    let newest = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (handle, newest) = (handle.clone(), newest.clone());
+            std::thread::spawn(move || {
+                let mut last = String::new();
+                for _ in 0..50_000_000u64 {
+                    let now = handle.current().unwrap().expose_secret().to_owned();
+                    assert!(now >= last, "{now} after {last}");
+                    last = now;
+                    let newest = newest.load(std::sync::atomic::Ordering::SeqCst);
+                    if newest != 0 && last == format!("{newest:08}") {
+                        return last;
+                    }
+                }
+                panic!("the newest token never reached this thread (last read {last})");
+            })
+        })
+        .collect();
+    for _ in 0..50 {
+        runtime.block_on(handle.refresh()).unwrap();
+    }
+    newest.store(
+        counter.load(std::sync::atomic::Ordering::SeqCst),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    for reader in readers {
+        reader.join().unwrap();
+    }
+}
