@@ -33,6 +33,7 @@ fn main() {
         .build()
         .expect("a runtime");
     single_reader(&runtime, quick);
+    scaling(&runtime, quick);
     contended(&runtime, quick);
 }
 
@@ -92,7 +93,7 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
     let swap = ArcSwap::from_pointee(token.clone());
     let cache = MutexCache::new(token);
 
-    let mut samples: [Vec<f64>; 6] = Default::default();
+    let mut samples: [Vec<f64>; 8] = Default::default();
     runtime.block_on(async {
         for _ in 0..rounds {
             samples[0].push(time_per_op(iterations, || {
@@ -115,6 +116,16 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
             samples[5].push(time_per_op(iterations, || {
                 black_box(handle.clone());
             }));
+            samples[6].push(time_per_op(iterations, || {
+                black_box(
+                    handle
+                        .with_current(|token| token.expose_secret().len())
+                        .ok(),
+                );
+            }));
+            samples[7].push(time_per_op(iterations, || {
+                black_box(handle.authorization_header().ok());
+            }));
         }
     });
 
@@ -125,17 +136,23 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
         "tokio Mutex<Option<Token>> cache",
         "tokenwarden current(), token within 5 s of expiry",
         "TokenHandle clone + drop (not a read)",
+        "tokenwarden with_current(|t| ..) (borrowed)",
+        "tokenwarden authorization_header() (prebuilt)",
     ];
     println!("\n## One reader: ns per read ({rounds} interleaved rounds of {iterations})\n");
-    println!("| read | median ns | min ns | x floor (median of per-round ratios) |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| read | median ns | min ns | x floor (median of per-round ratios) | x floor, min-max |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     for (name, times) in names.iter().zip(&samples) {
         let ratios: Vec<f64> = times.iter().zip(&samples[0]).map(|(t, f)| t / f).collect();
         println!(
-            "| {name} | {:.1} | {:.1} | {:.2} |",
+            "| {name} | {:.1} | {:.1} | {:.2} | {:.2}-{:.2} |",
             median(times),
             times.iter().cloned().fold(f64::MAX, f64::min),
-            median(&ratios)
+            median(&ratios),
+            min(&ratios),
+            max(&ratios),
         );
     }
     handle.shutdown();
@@ -174,6 +191,161 @@ fn time_per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
         op();
     }
     start.elapsed().as_nanos() as f64 / iterations as f64
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().cloned().fold(f64::MAX, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().cloned().fold(f64::MIN, f64::max)
+}
+
+// ----- part 3: reads of one credential from several threads at once -----
+
+/// The read styles of the scaling table, by name.
+const STYLES: [&str; 7] = [
+    "arc_swap load() guard (floor)",
+    "arc_swap load_full() (owned floor)",
+    "tokio watch borrow + clone",
+    "tokenwarden current() (owned)",
+    "tokenwarden with_current() (borrowed)",
+    "tokenwarden authorization_header() (prebuilt)",
+    "tokenwarden shared path (before per-thread replicas)",
+];
+
+const THREADS: [usize; 4] = [1, 2, 4, 8];
+
+/// One read of `style`.
+struct Readers {
+    handle: TokenHandle,
+    swap: ArcSwap<Token>,
+    watch: tokio::sync::watch::Receiver<Token>,
+    /// A handle whose credential cycles through more credentials than a thread keeps replicas
+    /// of: every read takes the shared path (a watch read lock and a reference count).
+    cold: Vec<TokenHandle>,
+}
+
+impl Readers {
+    fn read(&self, style: usize, n: usize) {
+        match style {
+            0 => drop(black_box(self.swap.load())),
+            1 => drop(black_box(self.swap.load_full())),
+            2 => drop(black_box(self.watch.borrow().clone())),
+            3 => drop(black_box(self.handle.current().ok())),
+            4 => drop(black_box(
+                self.handle.with_current(|t| t.expose_secret().len()).ok(),
+            )),
+            5 => drop(black_box(self.handle.authorization_header().ok())),
+            _ => drop(black_box(self.cold[n % self.cold.len()].current().ok())),
+        }
+    }
+}
+
+/// Reads per second by `threads` threads reading `style` for `window`, all at once.
+fn reads_per_second(readers: &Arc<Readers>, style: usize, threads: usize, window: Duration) -> f64 {
+    let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (readers, barrier, stop) = (readers.clone(), barrier.clone(), stop.clone());
+            std::thread::spawn(move || {
+                // Warm up: the thread's replica, its caches.
+                for n in 0..1_000 {
+                    readers.read(style, n);
+                }
+                barrier.wait();
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for n in 0..256 {
+                        readers.read(style, n);
+                    }
+                    reads += 256;
+                }
+                reads
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    let reads: u64 = workers
+        .into_iter()
+        .map(|w| w.join().expect("a reader"))
+        .sum();
+    reads as f64 / start.elapsed().as_secs_f64()
+}
+
+fn scaling(runtime: &tokio::runtime::Runtime, quick: bool) {
+    let (runs, window) = if quick {
+        (1, Duration::from_millis(5))
+    } else {
+        (5, Duration::from_millis(300))
+    };
+    let handle = spawn_refresher(runtime);
+    let token = handle.current().expect("a token");
+    // More credentials than a thread keeps replicas of (16), read in turn.
+    let cold = (0..64).map(|_| spawn_refresher(runtime)).collect();
+    let (_tx, watch) = tokio::sync::watch::channel(token.clone());
+    let readers = Arc::new(Readers {
+        handle: handle.clone(),
+        swap: ArcSwap::from_pointee(token),
+        watch,
+        cold,
+    });
+    // rates[style][threads][run]
+    let mut rates = vec![vec![Vec::new(); THREADS.len()]; STYLES.len()];
+    for _ in 0..runs {
+        // Interleaved: every style and thread count once per run.
+        for (t, &threads) in THREADS.iter().enumerate() {
+            for (style, rate) in rates.iter_mut().enumerate() {
+                rate[t].push(reads_per_second(&readers, style, threads, window));
+            }
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\n## One credential read by 1, 2, 4 and 8 threads at once, on {cores} cores: million reads per second, median of {runs} runs (min-max)\n"
+    );
+    println!(
+        "| read | 1 thread | 2 threads | 4 threads | 8 threads | 2 threads / 1 (min-max) | 1 thread, x guard floor (min-max) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (style, name) in STYLES.iter().enumerate() {
+        let cells: Vec<String> = (0..THREADS.len())
+            .map(|t| {
+                let r = &rates[style][t];
+                format!(
+                    "{:.0} ({:.0}-{:.0})",
+                    median(r) / 1e6,
+                    min(r) / 1e6,
+                    max(r) / 1e6
+                )
+            })
+            .collect();
+        let speedup: Vec<f64> = (0..runs)
+            .map(|run| rates[style][1][run] / rates[style][0][run])
+            .collect();
+        // Time per read relative to the guard's, per run: the floor's rate over this one's.
+        let cost: Vec<f64> = (0..runs)
+            .map(|run| rates[0][0][run] / rates[style][0][run])
+            .collect();
+        println!(
+            "| {name} | {} | {:.2}x ({:.2}-{:.2}) | {:.2}x ({:.2}-{:.2}) |",
+            cells.join(" | "),
+            median(&speedup),
+            min(&speedup),
+            max(&speedup),
+            median(&cost),
+            min(&cost),
+            max(&cost),
+        );
+    }
+    handle.shutdown();
+    for cold in &readers.cold {
+        cold.shutdown();
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
