@@ -136,7 +136,7 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
         "tokio Mutex<Option<Token>> cache",
         "tokenwarden current(), token within 5 s of expiry",
         "TokenHandle clone + drop (not a read)",
-        "tokenwarden with_current(|t| ..) (borrowed)",
+        "tokenwarden with_current() (borrowed)",
         "tokenwarden authorization_header() (prebuilt)",
     ];
     println!("\n## One reader: ns per read ({rounds} interleaved rounds of {iterations})\n");

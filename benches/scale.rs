@@ -1,15 +1,18 @@
-//! 100,000 credentials in one process: memory per idle credential, how late refreshes fire,
-//! CPU per refresh, and spawn time.
+//! A million credentials in one process: memory per idle credential, how late refreshes fire,
+//! CPU per refresh, and spawn rate; plain, with 1,000 of them subscribed to events, and all of
+//! them in a `Registry`.
 //!
 //! ```text
-//! cargo bench --bench scale
+//! cargo bench --bench scale                   # all three, each in a process of its own
+//! cargo bench --bench scale -- registry       # one: plain, subscribed or registry
+//! COUNT=100000 cargo bench --bench scale      # fewer credentials
 //! ```
 //!
-//! Each credential has a no-network source issuing tokens that live 20 to 22 s (spread by key,
-//! jitter off), so each refresh is due at exactly half its token's lifetime after issue and
-//! lateness can be measured against that: `started_at` of the fetch minus the due time. The run
-//! covers three refresh cycles on a 2-worker runtime. Linux only (reads `/proc/self/statm` and
-//! `getrusage`).
+//! Each credential has a no-network source issuing tokens that live 60 to 80 s (spread by key,
+//! jitter off), so each refresh is due at exactly half its token's lifetime after issue (a
+//! million refreshes spread over 10 s: 100,000 a second) and lateness can be measured against
+//! that: `started_at` of the fetch minus the due time. The run covers two refresh cycles on a
+//! 2-worker runtime. Linux only (reads `/proc/self/statm` and `getrusage`).
 
 #[path = "support/rss.rs"]
 mod rss;
@@ -22,15 +25,57 @@ use std::time::{Duration, Instant};
 
 use tokenwarden::{FetchError, FetchReason, RefreshPolicy, Refresher, Token, TokenHandle};
 
+/// What else holds the credentials.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Setup {
+    Plain,
+    /// 1,000 of them have an event subscriber, which drains its events.
+    Subscribed,
+    /// All of them are in one `Registry`.
+    Registry,
+}
+
+const SETUPS: [(&str, Setup); 3] = [
+    ("plain", Setup::Plain),
+    ("subscribed", Setup::Subscribed),
+    ("registry", Setup::Registry),
+];
+
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this once, quickly.
     let quick = !std::env::args().any(|arg| arg == "--bench");
-    let (count, cycles) = if quick { (1_000, 0) } else { (100_000, 3) };
+    let chosen: Vec<Setup> = SETUPS
+        .iter()
+        .filter(|(name, _)| std::env::args().any(|arg| arg == *name))
+        .map(|(_, setup)| *setup)
+        .collect();
+    if chosen.is_empty() {
+        // Each setup in a process of its own, so that one's memory does not hide another's.
+        for (name, _) in SETUPS {
+            let mut child =
+                std::process::Command::new(std::env::current_exe().expect("this bench"));
+            child.arg(name);
+            if !quick {
+                child.arg("--bench");
+            }
+            let status = child.status().expect("the bench runs");
+            assert!(status.success(), "{name}: {status}");
+        }
+        return;
+    }
+    let count = std::env::var("COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick { 1_000 } else { 1_000_000 });
+    let cycles = if quick { 0 } else { 2 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(run(count, cycles));
+    for setup in chosen {
+        runtime.block_on(run(count, cycles, setup));
+    }
 }
 
 #[derive(Default)]
@@ -43,18 +88,28 @@ struct Record {
 }
 
 fn lifetime(key: usize) -> Duration {
-    Duration::from_secs(20) + Duration::from_millis((key % 2000) as u64)
+    Duration::from_secs(60) + Duration::from_millis((key % 20_000) as u64)
 }
 
-fn policy() -> RefreshPolicy {
-    let mut policy = RefreshPolicy::default();
-    // So each refresh's due time is known: issue + lifetime / 2.
-    policy.jitter = 0.0;
-    policy.serve_margin = Duration::ZERO;
-    policy
+/// One policy for every credential, shared (as a registry's credentials would share theirs).
+fn policy() -> Arc<RefreshPolicy> {
+    static POLICY: std::sync::OnceLock<Arc<RefreshPolicy>> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let mut policy = RefreshPolicy::default();
+            // So each refresh's due time is known: issue + lifetime / 2.
+            policy.jitter = 0.0;
+            policy.serve_margin = Duration::ZERO;
+            Arc::new(policy)
+        })
+        .clone()
 }
 
 fn spawn(key: usize, record: &Arc<Record>) -> TokenHandle {
+    builder(key, record).spawn()
+}
+
+fn builder(key: usize, record: &Arc<Record>) -> tokenwarden::RefresherBuilder {
     let record = record.clone();
     let lifetime = lifetime(key);
     Refresher::builder(tokenwarden::from_fn(move |ctx| {
@@ -83,7 +138,6 @@ fn spawn(key: usize, record: &Arc<Record>) -> TokenHandle {
         }
     }))
     .policy(policy())
-    .spawn()
 }
 
 fn cpu_time() -> Duration {
@@ -94,7 +148,7 @@ fn cpu_time() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
-async fn run(count: usize, cycles: u32) {
+async fn run(count: usize, cycles: u32, setup: Setup) {
     let record = Arc::new(Record::default());
     // Warm the allocator and runtime with a few credentials first.
     let warm: Vec<_> = (0..100).map(|key| spawn(key, &record)).collect();
@@ -104,8 +158,38 @@ async fn run(count: usize, cycles: u32) {
 
     let rss_before = rss::rss_bytes();
     let started = Instant::now();
-    let handles: Vec<TokenHandle> = (0..count).map(|key| spawn(key, &record)).collect();
+    let registry: tokenwarden::Registry<usize> = tokenwarden::Registry::new();
+    let handles: Vec<TokenHandle> = (0..count)
+        .map(|key| match setup {
+            Setup::Registry => registry.insert(key, builder(key, &record)),
+            _ => builder(key, &record).spawn(),
+        })
+        .collect();
     let spawn_time = started.elapsed();
+    let mut drained = Vec::new();
+    if setup == Setup::Subscribed {
+        for handle in handles.iter().step_by((count / 1_000).max(1)) {
+            let mut events = handle.subscribe();
+            drained.push(tokio::spawn(async move {
+                let mut seen = 0u64;
+                while let Ok(_event) = events.recv().await {
+                    seen += 1;
+                }
+                seen
+            }));
+        }
+    }
+    let mut registry_events = registry.subscribe();
+    let registry_drain = tokio::spawn(async move {
+        let mut seen = 0u64;
+        loop {
+            match registry_events.recv().await {
+                Ok(_) => seen += 1,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => seen += missed,
+                Err(_) => return seen,
+            }
+        }
+    });
     for handle in &handles {
         handle.ready().await.unwrap();
     }
@@ -118,7 +202,7 @@ async fn run(count: usize, cycles: u32) {
     let cpu_before = cpu_time();
     let refreshes_before = record.refreshes.load(Ordering::Relaxed);
     // Each cycle is half the longest lifetime; run a bit past the last one.
-    tokio::time::sleep(Duration::from_secs(11) * cycles + Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(40) * cycles + Duration::from_secs(2)).await;
     let refreshes = record.refreshes.load(Ordering::Relaxed) - refreshes_before;
     let cpu = cpu_time() - cpu_before;
 
@@ -132,7 +216,7 @@ async fn run(count: usize, cycles: u32) {
     };
     let valid_now = handles.iter().filter(|h| h.current().is_ok()).count();
 
-    println!("\n## {count} credentials, {cycles} refresh cycles, 2 worker threads\n");
+    println!("\n## {count} credentials ({setup:?}), {cycles} refresh cycles, 2 worker threads\n");
     println!("| measure | value |");
     println!("|---|---:|");
     println!(
@@ -166,4 +250,22 @@ async fn run(count: usize, cycles: u32) {
     );
     println!("| valid tokens at the end | {valid_now} / {count} |");
     black_box((&handles, &warm));
+    registry.shutdown();
+    for handle in &handles {
+        handle.shutdown();
+    }
+    drop(handles);
+    let mut events = 0;
+    for drain in drained {
+        events += drain.await.unwrap_or(0);
+    }
+    if setup == Setup::Subscribed {
+        println!("| events received by the 1,000 subscribers | {events} |");
+    }
+    registry.stopped().await;
+    drop(registry); // closes the merged stream
+    let merged = registry_drain.await.unwrap_or(0);
+    if setup == Setup::Registry {
+        println!("| events on the registry's merged stream | {merged} |");
+    }
 }

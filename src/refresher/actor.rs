@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -46,8 +46,8 @@ pub(crate) enum Command {
     /// A server rejected `token`: fetch if it is still the current one, else answer with the
     /// current one.
     Reject { token: Token, reply: Reply },
-    /// A reader found no valid token (sent with `try_send`: a full queue means a fetch is
-    /// coming anyway).
+    /// A reader found no valid token (dropped when many wait already: a fetch is coming
+    /// anyway).
     Wake,
 }
 
@@ -55,7 +55,8 @@ pub(crate) enum Command {
 pub(crate) struct Setup {
     pub(crate) name: Arc<str>,
     pub(crate) source: Arc<dyn TokenSource>,
-    pub(crate) policy: RefreshPolicy,
+    /// Shared by every refresher built with the default policy.
+    pub(crate) policy: Arc<RefreshPolicy>,
     pub(crate) clock: Clock,
     pub(crate) initial: Option<Token>,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
@@ -65,7 +66,7 @@ pub(crate) struct Setup {
     pub(crate) event_hook: Option<EventHook>,
     pub(crate) state: watch::Sender<TokenState>,
     pub(crate) events: Arc<EventChannel>,
-    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) commands: Arc<super::commands::Commands>,
     pub(crate) cancel: CancellationToken,
     /// Bumped after each publication, so readers' replicas know they are out of date.
     pub(crate) published: Arc<super::replica::Published>,
@@ -706,6 +707,7 @@ impl Actor {
 
 impl Drop for Actor {
     fn drop(&mut self) {
+        self.setup.commands.stop();
         let _previous = self.setup.state.send_replace(TokenState::Stopped);
         self.setup.published.bump();
         #[cfg(feature = "metrics")]

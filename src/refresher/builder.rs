@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -50,7 +50,7 @@ impl Refresher {
         RefresherBuilder {
             source: Arc::new(source),
             name: None,
-            policy: RefreshPolicy::default(),
+            policy: default_policy(),
             cancel: None,
             initial: None,
             store: None,
@@ -67,7 +67,7 @@ impl Refresher {
 pub struct RefresherBuilder {
     source: Arc<dyn TokenSource>,
     name: Option<Arc<str>>,
-    policy: RefreshPolicy,
+    policy: Arc<RefreshPolicy>,
     cancel: Option<CancellationToken>,
     initial: Option<Token>,
     store: Option<Arc<dyn TokenStore>>,
@@ -111,9 +111,11 @@ impl RefresherBuilder {
         self
     }
 
-    /// When to refresh and how to retry. Default: [`RefreshPolicy::default`].
-    pub fn policy(mut self, policy: RefreshPolicy) -> RefresherBuilder {
-        self.policy = policy;
+    /// When to refresh and how to retry. Default: [`RefreshPolicy::default`], one copy shared
+    /// by every refresher that keeps it. Pass an `Arc<RefreshPolicy>` to share one policy among
+    /// many credentials too (a registry of a million saves a copy each).
+    pub fn policy(mut self, policy: impl Into<Arc<RefreshPolicy>>) -> RefresherBuilder {
+        self.policy = policy.into();
         self
     }
 
@@ -185,7 +187,7 @@ impl RefresherBuilder {
         });
         let events = Arc::new(EventChannel::new(self.event_capacity));
         // Commands carry replies and may wait for room.
-        let (command_tx, command_rx) = mpsc::channel(32);
+        let commands = Arc::new(super::commands::Commands::default());
         let cancel = self
             .cancel
             .map_or_else(CancellationToken::new, |parent| parent.child_token());
@@ -233,7 +235,7 @@ impl RefresherBuilder {
             event_hook,
             state: state_tx,
             events: events.clone(),
-            commands: command_rx,
+            commands: commands.clone(),
             cancel: cancel.clone(),
             also_cancel,
             published: published.clone(),
@@ -248,11 +250,18 @@ impl RefresherBuilder {
             name,
             clock: self.clock,
             state: state_rx,
-            commands: command_tx,
+            commands,
             events,
             cancel,
             fleet_unavailable,
             published,
         })
     }
+}
+
+/// The default policy, one copy for every refresher that keeps it (a million credentials need
+/// not hold a million copies).
+fn default_policy() -> Arc<RefreshPolicy> {
+    static DEFAULT: std::sync::OnceLock<Arc<RefreshPolicy>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(Arc::default).clone()
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::actor::Command;
@@ -55,13 +55,20 @@ pub(crate) struct Ends {
     pub(crate) name: Arc<str>,
     pub(crate) clock: Clock,
     pub(crate) state: watch::Receiver<TokenState>,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: Arc<super::commands::Commands>,
     pub(crate) events: Arc<EventChannel>,
     pub(crate) cancel: CancellationToken,
     /// Set while a shared refresher's fleet store is out of reach.
     pub(crate) fleet_unavailable: Option<Arc<AtomicBool>>,
     /// The credential's id and state version, for this thread's replica of its token.
     pub(crate) published: Arc<super::replica::Published>,
+}
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        // The last handle is gone: the refresher stops once it has answered what is queued.
+        self.commands.close();
+    }
 }
 
 impl TokenHandle {
@@ -159,8 +166,7 @@ impl TokenHandle {
         let clock = &self.ends.clock;
         let (result, wake) = self.ends.state.borrow().read(|at| clock.has_passed(at));
         if wake {
-            // A full queue means a fetch is coming anyway.
-            let _ = self.ends.commands.try_send(Command::Wake);
+            self.ends.commands.wake();
         }
         result
     }
@@ -308,7 +314,6 @@ impl TokenHandle {
         self.ends
             .commands
             .send(command(reply))
-            .await
             .map_err(|_| Error::Stopped)?;
         answer.await.unwrap_or(Err(Error::Stopped))
     }

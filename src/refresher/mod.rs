@@ -3,6 +3,7 @@
 
 mod actor;
 mod builder;
+mod commands;
 mod event;
 mod handle;
 mod replica;
