@@ -98,6 +98,8 @@ fn policy() -> Arc<RefreshPolicy> {
         .get_or_init(|| {
             let mut policy = RefreshPolicy::default();
             // So each refresh's due time is known: issue + lifetime / 2.
+            policy.refresh_at = 0.5;
+            policy.min_margin = Duration::ZERO;
             policy.jitter = 0.0;
             policy.serve_margin = Duration::ZERO;
             Arc::new(policy)
@@ -122,7 +124,7 @@ fn builder(key: usize, record: &Arc<Record>) -> tokenwarden::RefresherBuilder {
                         .expired_before_refresh
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                // Refresh is due at half the lifetime (the 30 s margin is capped at half).
+                // Refresh is due at half the lifetime (`refresh_at` 0.5, no margin).
                 let due = previous.issued_at() + lifetime / 2;
                 let late = ctx.started_at().duration_since(due).unwrap_or_default();
                 record

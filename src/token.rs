@@ -81,6 +81,11 @@ struct Inner {
     extra: Map<String, Value>,
 }
 
+#[cfg(test)]
+pub(crate) fn inner_size() -> usize {
+    std::mem::size_of::<Inner>()
+}
+
 impl Token {
     /// A token with the given secret, issued now, of type `Bearer`.
     ///

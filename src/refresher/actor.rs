@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -64,12 +64,11 @@ pub(crate) struct Setup {
     pub(crate) limit: Option<FetchLimit>,
     /// Also told of every event (a registry's merged stream).
     pub(crate) event_hook: Option<EventHook>,
-    pub(crate) state: watch::Sender<TokenState>,
+    pub(crate) state: Arc<super::board::Board>,
     pub(crate) events: Arc<EventChannel>,
     pub(crate) commands: Arc<super::commands::Commands>,
-    pub(crate) cancel: CancellationToken,
-    /// Bumped after each publication, so readers' replicas know they are out of date.
-    pub(crate) published: Arc<super::replica::Published>,
+    /// The builder's cancellation token (a service's shutdown), if it was given one.
+    pub(crate) cancel: Option<CancellationToken>,
     /// A second stop signal (a registry's shutdown), besides the handle's own.
     pub(crate) also_cancel: Option<CancellationToken>,
 }
@@ -162,7 +161,8 @@ impl Actor {
             );
             tokio::select! {
                 biased;
-                () = cancelled(&self.setup.cancel, self.setup.also_cancel.as_ref()) => return,
+                () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => return,
+                () = self.setup.commands.shutdown_requested() => return,
                 loaded = load => match loaded.map(|r| r.unwrap_or_else(|_panic| Err(StoreError::new("the token store panicked while loading")))) {
                     Ok(Ok(Some(token))) => match token.defect() {
                         None => {
@@ -182,10 +182,10 @@ impl Actor {
             let timer = self.next_timer();
             tokio::select! {
                 biased;
-                () = cancelled(&self.setup.cancel, self.setup.also_cancel.as_ref()) => break,
+                () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => break,
                 command = self.setup.commands.recv() => match command {
                     Some(command) => self.on_command(command),
-                    None => break, // every handle is gone
+                    None => break, // shut down, or every handle is gone
                 },
                 result = fetch_result(&mut self.in_flight) => self.on_fetched(result),
                 () = sleep_until(timer) => self.on_timer(),
@@ -663,18 +663,17 @@ impl Actor {
         // Only this task writes, so the check cannot go stale before the swap. The write lock
         // covers the swap alone: readers on other threads never wait on a comparison or on
         // the old state's drop (which may free and zeroize a token).
-        if self.setup.state.borrow().same_as(&next) {
+        if self.setup.state.read().same_as(&next) {
             return;
         }
         #[cfg(feature = "metrics")]
         crate::integrations::metrics::state(
             &self.setup.name,
-            Some(&self.setup.state.borrow()),
+            Some(&self.setup.state.read()),
             &next,
             self.now(),
         );
-        let previous = self.setup.state.send_replace(next);
-        self.setup.published.bump();
+        let previous = self.setup.state.publish(next);
         drop(previous);
     }
 
@@ -708,8 +707,7 @@ impl Actor {
 impl Drop for Actor {
     fn drop(&mut self) {
         self.setup.commands.stop();
-        let _previous = self.setup.state.send_replace(TokenState::Stopped);
-        self.setup.published.bump();
+        let _previous = self.setup.state.publish(TokenState::Stopped);
         #[cfg(feature = "metrics")]
         crate::integrations::metrics::state(
             &self.setup.name,
@@ -824,13 +822,35 @@ fn deadline_in(delay: Duration) -> Instant {
     Instant::now() + delay.min(LONGEST_TIMER)
 }
 
-/// Resolves when `cancel` or `also` is cancelled.
-async fn cancelled(cancel: &CancellationToken, also: Option<&CancellationToken>) {
-    match also {
-        Some(also) => tokio::select! {
-            () = cancel.cancelled() => {}
-            () = also.cancelled() => {}
-        },
-        None => cancel.cancelled().await,
+/// Resolves when `cancel` or `also` is cancelled (never, without either).
+async fn cancelled(cancel: Option<&CancellationToken>, also: Option<&CancellationToken>) {
+    tokio::select! {
+        () = cancelled_or_never(cancel) => {}
+        () = cancelled_or_never(also) => {}
+    }
+}
+
+async fn cancelled_or_never(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    #[test]
+    #[ignore = "prints sizes for the memory budget"]
+    fn print_sizes() {
+        use std::mem::size_of;
+        println!("Actor {}", size_of::<super::Actor>());
+        println!("Setup {}", size_of::<super::Setup>());
+        println!("TokenState {}", size_of::<crate::TokenState>());
+        println!("Token inner {}", crate::token::inner_size());
+        println!("Sleep {}", size_of::<tokio::time::Sleep>());
+        println!(
+            "CancellationToken wait {}",
+            size_of::<tokio_util::sync::WaitForCancellationFutureOwned>()
+        );
     }
 }

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -127,8 +126,8 @@ impl RefresherBuilder {
         self
     }
 
-    /// Stops the refresher when `token` is cancelled (a service's shutdown signal). The
-    /// refresher watches a child of it, so [`TokenHandle::shutdown`] stops only this one.
+    /// Stops the refresher when `token` is cancelled (a service's shutdown signal).
+    /// [`TokenHandle::shutdown`] stops only this refresher, never the token.
     pub fn cancellation_token(mut self, token: CancellationToken) -> RefresherBuilder {
         self.cancel = Some(token);
         self
@@ -180,19 +179,14 @@ impl RefresherBuilder {
     ///
     /// If called outside a tokio runtime, like `tokio::spawn`.
     pub fn spawn(self) -> TokenHandle {
-        let name = self.name.unwrap_or_else(|| Arc::from("credential"));
-        let (state_tx, state_rx) = watch::channel(TokenState::Pending {
+        let name = self.name.unwrap_or_else(default_name);
+        let board = Arc::new(super::board::Board::new(TokenState::Pending {
             last_error: None,
             next_attempt: None,
-        });
+        }));
         let events = Arc::new(EventChannel::new(self.event_capacity));
-        // Commands carry replies and may wait for room.
         let commands = Arc::new(super::commands::Commands::default());
-        let cancel = self
-            .cancel
-            .map_or_else(CancellationToken::new, |parent| parent.child_token());
 
-        let published = Arc::new(super::replica::Published::new());
         let span = tracing::info_span!("tokenwarden", credential = %name);
         let (tracker, limit, event_hook, also_cancel) = match self.joined {
             Some(joined) => (
@@ -233,12 +227,11 @@ impl RefresherBuilder {
             store: self.store,
             limit,
             event_hook,
-            state: state_tx,
+            state: board.clone(),
             events: events.clone(),
             commands: commands.clone(),
-            cancel: cancel.clone(),
+            cancel: self.cancel,
             also_cancel,
-            published: published.clone(),
         });
         let task = actor.run().instrument(span);
         match tracker {
@@ -249,12 +242,10 @@ impl RefresherBuilder {
         TokenHandle::new(Ends {
             name,
             clock: self.clock,
-            state: state_rx,
+            board,
             commands,
             events,
-            cancel,
             fleet_unavailable,
-            published,
         })
     }
 }
@@ -264,4 +255,10 @@ impl RefresherBuilder {
 fn default_policy() -> Arc<RefreshPolicy> {
     static DEFAULT: std::sync::OnceLock<Arc<RefreshPolicy>> = std::sync::OnceLock::new();
     DEFAULT.get_or_init(Arc::default).clone()
+}
+
+/// The name of a credential that was not given one: one shared allocation.
+fn default_name() -> Arc<str> {
+    static NAME: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| Arc::from("credential")).clone()
 }

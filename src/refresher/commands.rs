@@ -28,6 +28,8 @@ struct State {
     handles_gone: bool,
     /// The actor has stopped: commands are refused (their callers get `Error::Stopped`).
     actor_gone: bool,
+    /// A handle asked the refresher to stop (`TokenHandle::shutdown`).
+    shutdown: bool,
 }
 
 impl Commands {
@@ -61,6 +63,24 @@ impl Commands {
         self.notify.notify_one();
     }
 
+    /// Asks the actor to stop at once, also in the middle of a fetch.
+    pub(crate) fn shutdown(&self) {
+        self.state().shutdown = true;
+        self.notify.notify_one();
+    }
+
+    /// Resolves once [`shutdown`](Commands::shutdown) was called: for the phase before the
+    /// actor takes commands (loading a stored token).
+    pub(crate) async fn shutdown_requested(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.state().shutdown {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// The last handle is gone.
     pub(crate) fn close(&self) {
         self.state().handles_gone = true;
@@ -78,12 +98,16 @@ impl Commands {
         drop(queued);
     }
 
-    /// The next command; `None` once every handle is gone and the queue is empty.
+    /// The next command; `None` once a handle asked the refresher to stop, or every handle is
+    /// gone and the queue is empty.
     pub(crate) async fn recv(&self) -> Option<Command> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut state = self.state();
+                if state.shutdown {
+                    return None;
+                }
                 if let Some(command) = state.queue.pop_front() {
                     if state.queue.capacity() > 64 && state.queue.is_empty() {
                         // A burst is over: give the memory back.
@@ -130,6 +154,18 @@ mod tests {
         assert!(answer.await.is_err(), "the queued caller is told");
         let (reply, _answer) = tokio::sync::oneshot::channel();
         assert!(commands.send(Command::Refresh { reply }).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_ends_the_queue_at_once() {
+        let commands = Commands::default();
+        commands.wake();
+        commands.shutdown();
+        assert!(
+            commands.recv().await.is_none(),
+            "queued commands do not delay it"
+        );
+        commands.shutdown_requested().await;
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! builder, and the state and events it publishes.
 
 mod actor;
+mod board;
 mod builder;
 mod commands;
 mod event;

@@ -15,39 +15,16 @@
 //! the shared path instead of copying tokens it will not read again.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use http::HeaderValue;
 
+use super::board::Board;
 use crate::{Clock, Token, TokenState};
 
 /// Replicas kept per thread: a service's hot credentials, few enough to scan linearly.
 pub(crate) const CAPACITY: usize = 16;
-
-/// What readers need to know to trust a replica: which credential, and its current version.
-#[derive(Debug)]
-pub(crate) struct Published {
-    /// Unique for the life of the process (not an address, which a new credential may reuse).
-    pub(crate) id: u64,
-    /// Bumped after every publication of a new state.
-    pub(crate) version: AtomicU64,
-}
-
-impl Published {
-    pub(crate) fn new() -> Published {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Published {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            version: AtomicU64::new(0),
-        }
-    }
-
-    /// Called by the refresher after each new state is published.
-    pub(crate) fn bump(&self) {
-        self.version.fetch_add(1, Ordering::Release);
-    }
-}
 
 /// One thread's copy of one credential's servable token.
 pub(crate) struct Replica {
@@ -116,26 +93,21 @@ thread_local! {
 /// earns one now) and its token is servable by `clock`; `None` sends the caller to the shared
 /// path, which handles every other case (errors, waking the refresher, a nested read from
 /// inside `read`, a thread being torn down).
-pub(crate) fn read<R>(
-    published: &Published,
-    state: &tokio::sync::watch::Receiver<TokenState>,
-    clock: &Clock,
-    read: impl FnOnce(&Replica) -> R,
-) -> Option<R> {
+pub(crate) fn read<R>(board: &Board, clock: &Clock, read: impl FnOnce(&Replica) -> R) -> Option<R> {
     REPLICAS
         .try_with(|replicas| {
             let mut replicas = replicas.try_borrow_mut().ok()?;
-            let version = published.version.load(Ordering::Acquire);
-            let at = match replicas.find(published.id) {
+            let version = board.version.load(Ordering::Acquire);
+            let at = match replicas.find(board.id) {
                 Some(at) if replicas.entries[at].version == version => at,
                 _ => {
                     // Copy what is published now; its version is at least `version`, so a
                     // publication in between only makes the next read copy again.
-                    let state = state.borrow();
+                    let state = board.read();
                     let (token, until) = servable(&state)?;
-                    let at = replicas.slot_for(published.id)?;
+                    let at = replicas.slot_for(board.id)?;
                     let replica = Replica {
-                        id: published.id,
+                        id: board.id,
                         version,
                         until,
                         token: token.replica(),
