@@ -201,6 +201,13 @@ async fn run(count: usize, cycles: u32, setup: Setup) {
     let rss_idle = rss::rss_bytes();
     let per_credential = (rss_idle.saturating_sub(rss_before)) as f64 / count as f64;
 
+    // Room for every lateness sample up front: growing the vector under its lock while
+    // refreshes push into it would stall the workers and show up as lateness.
+    record
+        .lateness_us
+        .lock()
+        .unwrap()
+        .reserve(count * (cycles as usize + 1));
     let cpu_before = cpu_time();
     let refreshes_before = record.refreshes.load(Ordering::Relaxed);
     // Each cycle is half the longest lifetime; run a bit past the last one.

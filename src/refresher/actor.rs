@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::event::EventChannel;
 use crate::duration_format::{Readable, time_left};
 use crate::policy::{backoff, schedule};
 use crate::registry::FetchLimit;
@@ -64,9 +63,8 @@ pub(crate) struct Setup {
     pub(crate) limit: Option<FetchLimit>,
     /// Also told of every event (a registry's merged stream).
     pub(crate) event_hook: Option<EventHook>,
+    /// Where the state is published, events sent and commands received.
     pub(crate) state: Arc<super::board::Board>,
-    pub(crate) events: Arc<EventChannel>,
-    pub(crate) commands: Arc<super::commands::Commands>,
     /// The builder's cancellation token (a service's shutdown), if it was given one.
     pub(crate) cancel: Option<CancellationToken>,
     /// A second stop signal (a registry's shutdown), besides the handle's own.
@@ -162,7 +160,7 @@ impl Actor {
             tokio::select! {
                 biased;
                 () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => return,
-                () = self.setup.commands.shutdown_requested() => return,
+                () = self.setup.state.commands.shutdown_requested() => return,
                 loaded = load => match loaded.map(|r| r.unwrap_or_else(|_panic| Err(StoreError::new("the token store panicked while loading")))) {
                     Ok(Ok(Some(token))) => match token.defect() {
                         None => {
@@ -183,7 +181,7 @@ impl Actor {
             tokio::select! {
                 biased;
                 () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => break,
-                command = self.setup.commands.recv() => match command {
+                command = self.setup.state.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => break, // shut down, or every handle is gone
                 },
@@ -681,7 +679,7 @@ impl Actor {
         if let Some(hook) = &self.setup.event_hook {
             hook(&event);
         }
-        self.setup.events.send(event);
+        self.setup.state.events.send(event);
     }
 
     /// The next wake-up: the next deadline, or sooner, halfway there (but no more often than
@@ -706,7 +704,7 @@ impl Actor {
 
 impl Drop for Actor {
     fn drop(&mut self) {
-        self.setup.commands.stop();
+        self.setup.state.commands.stop();
         let _previous = self.setup.state.publish(TokenState::Stopped);
         #[cfg(feature = "metrics")]
         crate::integrations::metrics::state(

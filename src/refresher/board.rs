@@ -11,6 +11,8 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 
 use tokio::sync::{Notify, watch};
 
+use super::commands::Commands;
+use super::event::EventChannel;
 use crate::TokenState;
 
 pub(crate) struct Board {
@@ -24,10 +26,15 @@ pub(crate) struct Board {
     changed: Notify,
     /// Created on the first `watch()`, then sent every publication.
     watch: OnceLock<watch::Sender<TokenState>>,
+    /// The credential's events (a channel made on the first `subscribe()`).
+    pub(crate) events: EventChannel,
+    /// From the handles to the refresher.
+    pub(crate) commands: Commands,
 }
 
 impl Board {
-    pub(crate) fn new(state: TokenState) -> Board {
+    /// One allocation for everything a refresher and its handles share.
+    pub(crate) fn new(state: TokenState, event_capacity: usize) -> Board {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Board {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -35,6 +42,8 @@ impl Board {
             state: RwLock::new(state),
             changed: Notify::new(),
             watch: OnceLock::new(),
+            events: EventChannel::new(event_capacity),
+            commands: Commands::default(),
         }
     }
 
@@ -85,7 +94,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_made_late_starts_at_the_current_state_and_sees_the_next() {
-        let board = Board::new(TokenState::Stopped);
+        let board = Board::new(TokenState::Stopped, 1);
         assert!(board.watch.get().is_none(), "no channel until asked");
         board.publish(TokenState::Pending {
             last_error: None,
@@ -101,7 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_woken_by_a_publication() {
-        let board = std::sync::Arc::new(Board::new(TokenState::Stopped));
+        let board = std::sync::Arc::new(Board::new(TokenState::Stopped, 1));
         let waiting = board.clone();
         let waiter = tokio::spawn(async move {
             let changed = waiting.changed();

@@ -8,7 +8,6 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::actor::{Actor, EventHook, Setup};
-use super::event::EventChannel;
 use super::handle::Ends;
 use crate::fleet::{FleetStore, Shared};
 use crate::registry::FetchLimit;
@@ -180,12 +179,13 @@ impl RefresherBuilder {
     /// If called outside a tokio runtime, like `tokio::spawn`.
     pub fn spawn(self) -> TokenHandle {
         let name = self.name.unwrap_or_else(default_name);
-        let board = Arc::new(super::board::Board::new(TokenState::Pending {
-            last_error: None,
-            next_attempt: None,
-        }));
-        let events = Arc::new(EventChannel::new(self.event_capacity));
-        let commands = Arc::new(super::commands::Commands::default());
+        let board = Arc::new(super::board::Board::new(
+            TokenState::Pending {
+                last_error: None,
+                next_attempt: None,
+            },
+            self.event_capacity,
+        ));
 
         let span = tracing::info_span!("tokenwarden", credential = %name);
         let (tracker, limit, event_hook, also_cancel) = match self.joined {
@@ -200,12 +200,12 @@ impl RefresherBuilder {
         let fleet_unavailable = self.fleet.as_ref().map(|_| Arc::default());
         let source = match self.fleet {
             Some(fleet) => {
-                let (events, hook) = (events.clone(), event_hook.clone());
+                let (board, hook) = (board.clone(), event_hook.clone());
                 let report = Arc::new(move |event: Event| {
                     if let Some(hook) = &hook {
                         hook(&event);
                     }
-                    events.send(event);
+                    board.events.send(event);
                 });
                 Arc::new(Shared::new(
                     self.source,
@@ -228,8 +228,6 @@ impl RefresherBuilder {
             limit,
             event_hook,
             state: board.clone(),
-            events: events.clone(),
-            commands: commands.clone(),
             cancel: self.cancel,
             also_cancel,
         });
@@ -243,8 +241,6 @@ impl RefresherBuilder {
             name,
             clock: self.clock,
             board,
-            commands,
-            events,
             fleet_unavailable,
         })
     }

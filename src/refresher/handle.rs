@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use super::actor::Command;
-use super::event::EventChannel;
 use http::HeaderValue;
 
 use crate::{Clock, Error, Event, Token, TokenState};
@@ -55,8 +54,6 @@ pub(crate) struct Ends {
     pub(crate) clock: Clock,
     /// Where the refresher publishes its state.
     pub(crate) board: Arc<super::board::Board>,
-    pub(crate) commands: Arc<super::commands::Commands>,
-    pub(crate) events: Arc<EventChannel>,
     /// Set while a shared refresher's fleet store is out of reach.
     pub(crate) fleet_unavailable: Option<Arc<AtomicBool>>,
 }
@@ -64,7 +61,7 @@ pub(crate) struct Ends {
 impl Drop for Ends {
     fn drop(&mut self) {
         // The last handle is gone: the refresher stops once it has answered what is queued.
-        self.commands.close();
+        self.board.commands.close();
     }
 }
 
@@ -161,7 +158,7 @@ impl TokenHandle {
         let clock = &self.ends.clock;
         let (result, wake) = self.ends.board.read().read(|at| clock.has_passed(at));
         if wake {
-            self.ends.commands.wake();
+            self.ends.board.commands.wake();
         }
         result
     }
@@ -268,7 +265,7 @@ impl TokenHandle {
     /// [`event_capacity`](crate::RefresherBuilder::event_capacity) behind is told how many it
     /// missed (`RecvError::Lagged`); it never slows the refresher.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.ends.events.subscribe()
+        self.ends.board.events.subscribe()
     }
 
     /// Fetches a new token now and returns it.
@@ -306,6 +303,7 @@ impl TokenHandle {
     ) -> Result<Token, Error> {
         let (reply, answer) = oneshot::channel();
         self.ends
+            .board
             .commands
             .send(command(reply))
             .map_err(|_| Error::Stopped)?;
@@ -316,7 +314,7 @@ impl TokenHandle {
     /// [`TokenState::Stopped`] and [`Error::Stopped`]. Returns at once; see
     /// [`stopped`](TokenHandle::stopped).
     pub fn shutdown(&self) {
-        self.ends.commands.shutdown();
+        self.ends.board.commands.shutdown();
     }
 
     /// Waits until the refresher has stopped (after [`shutdown`](TokenHandle::shutdown), the
