@@ -6,11 +6,12 @@
 //! cargo bench --bench scale                   # all three, each in a process of its own
 //! cargo bench --bench scale -- registry       # one: plain, subscribed or registry
 //! COUNT=100000 cargo bench --bench scale      # fewer credentials
+//! LIFETIME_SECS=600 CYCLES=1 cargo bench --bench scale -- plain   # a gentler refresh rate
 //! ```
 //!
 //! Each credential has a no-network source issuing tokens that live 60 to 80 s (spread by key,
-//! jitter off), so each refresh is due at exactly half its token's lifetime after issue (a
-//! million refreshes spread over 10 s: 100,000 a second) and lateness can be measured against
+//! jitter off; `LIFETIME_SECS` changes the 60), so each refresh is due at exactly half its
+//! token's lifetime after issue (a million refreshes spread over 10 s: 100,000 a second) and lateness can be measured against
 //! that: `started_at` of the fetch minus the due time. The run covers two refresh cycles on a
 //! 2-worker runtime. Linux only (reads `/proc/self/statm` and `getrusage`).
 
@@ -67,7 +68,10 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(if quick { 1_000 } else { 1_000_000 });
-    let cycles = if quick { 0 } else { 2 };
+    let cycles = std::env::var("CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick { 0 } else { 2 });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,8 +91,17 @@ struct Record {
     lateness_us: Mutex<Vec<u64>>,
 }
 
+/// Token lifetimes: `LIFETIME_SECS` (default 60) plus up to a third more, spread by key.
 fn lifetime(key: usize) -> Duration {
-    Duration::from_secs(60) + Duration::from_millis((key % 20_000) as u64)
+    let base = lifetime_secs();
+    Duration::from_secs(base) + Duration::from_millis((key as u64) % (base * 1000 / 3).max(1))
+}
+
+fn lifetime_secs() -> u64 {
+    std::env::var("LIFETIME_SECS")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or(60)
 }
 
 /// One policy for every credential, shared (as a registry's credentials would share theirs).
@@ -211,7 +224,8 @@ async fn run(count: usize, cycles: u32, setup: Setup) {
     let cpu_before = cpu_time();
     let refreshes_before = record.refreshes.load(Ordering::Relaxed);
     // Each cycle is half the longest lifetime; run a bit past the last one.
-    tokio::time::sleep(Duration::from_secs(40) * cycles + Duration::from_secs(2)).await;
+    let longest = Duration::from_secs(lifetime_secs()) * 4 / 3;
+    tokio::time::sleep(longest / 2 * cycles + Duration::from_secs(2)).await;
     let refreshes = record.refreshes.load(Ordering::Relaxed) - refreshes_before;
     let cpu = cpu_time() - cpu_before;
 
