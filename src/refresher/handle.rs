@@ -257,6 +257,7 @@ impl TokenHandle {
     }
 
     /// A receiver of every state change, for code that reacts to changes rather than polling.
+    /// The credential's watch channel is made on the first call (most are never watched).
     pub fn watch(&self) -> watch::Receiver<TokenState> {
         self.ends.board.watch()
     }

@@ -32,7 +32,7 @@ pub struct KeyedEvent<K> {
 /// Refreshers keyed by `K` (a tenant, an account): for gateways that hold one credential per
 /// tenant, thousands of which may expire in the same minute.
 ///
-/// - Every refresher watches a child of one [`CancellationToken`] and runs on one
+/// - Every refresher watches the registry's [`CancellationToken`] and runs on one
 ///   [`TaskTracker`]: [`shutdown`](Registry::shutdown) stops them all and
 ///   [`stopped`](Registry::stopped) waits until every task has exited.
 /// - At most [`max_concurrent_fetches`](RegistryBuilder::max_concurrent_fetches) fetches run at
