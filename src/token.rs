@@ -56,7 +56,6 @@ pub struct Token {
 #[derive(Clone)]
 struct Inner {
     secret: SecretString,
-    token_type: Option<String>,
     issued_at: SystemTime,
     /// The JWT's `exp` claim, if the secret is a JWT that has one.
     jwt_expiry: Option<SystemTime>,
@@ -75,10 +74,25 @@ struct Inner {
     /// passed tells the refresher (its timers run on the monotonic clock, which a suspended
     /// machine or a wall-clock jump leaves behind).
     refresh_due: Option<SystemTime>,
+    /// What many tokens lack, in one box: a million credentials holding API-key or JWT tokens
+    /// need not carry room for scopes and refresh tokens (about 100 bytes each).
+    details: Option<Box<Details>>,
+}
+
+/// A token's less common metadata.
+#[derive(Clone, Default)]
+struct Details {
+    token_type: Option<String>,
     refresh_in: Option<Duration>,
     scope: Option<String>,
     refresh_token: Option<SecretString>,
     extra: Map<String, Value>,
+}
+
+impl Inner {
+    fn details(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Box::default)
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +101,10 @@ pub(crate) fn inner_size() -> usize {
 }
 
 impl Token {
+    fn details(&self) -> Option<&Details> {
+        self.inner.details.as_deref()
+    }
+
     /// A token with the given secret, issued now, of type `Bearer`.
     ///
     /// If the secret is a JWT with an `exp` claim, that is its expiry until one is set explicitly.
@@ -96,7 +114,6 @@ impl Token {
             jwt::claims(secret.expose_secret()).and_then(|claims| jwt::expiry(&claims));
         let mut inner = Inner {
             secret,
-            token_type: None,
             issued_at: SystemTime::now(),
             jwt_expiry,
             lifetime: None,
@@ -106,10 +123,7 @@ impl Token {
             expires_at: None,
             usable_until: None,
             refresh_due: None,
-            refresh_in: None,
-            scope: None,
-            refresh_token: None,
-            extra: Map::new(),
+            details: None,
         };
         inner.settle();
         Token {
@@ -139,29 +153,32 @@ impl Token {
 
     /// Sets the token type used as the `Authorization` scheme. Default: `Bearer`.
     pub fn with_token_type(self, token_type: impl Into<String>) -> Token {
-        self.edit(|inner| inner.token_type = Some(token_type.into()))
+        self.edit(|inner| inner.details().token_type = Some(token_type.into()))
     }
 
     /// Sets the scope the server granted.
     pub fn with_scope(self, scope: impl Into<String>) -> Token {
-        self.edit(|inner| inner.scope = Some(scope.into()))
+        self.edit(|inner| inner.details().scope = Some(scope.into()))
     }
 
     /// Attaches a refresh token (an OAuth2 refresh token, kept as secret as the token itself).
     pub fn with_refresh_token(self, refresh_token: impl Into<SecretString>) -> Token {
-        self.edit(|inner| inner.refresh_token = Some(refresh_token.into()))
+        self.edit(|inner| inner.details().refresh_token = Some(refresh_token.into()))
     }
 
     /// A server's hint to refresh sooner than the lifetime suggests, measured from issue.
     ///
     /// The refresher refreshes at whichever comes first: this hint or its own schedule.
     pub fn with_refresh_in(self, refresh_in: Duration) -> Token {
-        self.edit(|inner| inner.refresh_in = Some(refresh_in))
+        self.edit(|inner| inner.details().refresh_in = Some(refresh_in))
     }
 
     /// Replaces the extra fields the server returned next to the token.
     pub fn with_extra(self, extra: Map<String, Value>) -> Token {
-        self.edit(|inner| inner.extra = extra)
+        if extra.is_empty() && self.details().is_none_or(|d| d.extra.is_empty()) {
+            return self; // nothing to keep: no box for it
+        }
+        self.edit(|inner| inner.details().extra = extra)
     }
 
     /// The secret value. Handle it with care: don't log it.
@@ -171,7 +188,9 @@ impl Token {
 
     /// The token type, `Bearer` unless the source said otherwise.
     pub fn token_type(&self) -> &str {
-        self.inner.token_type.as_deref().unwrap_or("Bearer")
+        self.details()
+            .and_then(|d| d.token_type.as_deref())
+            .unwrap_or("Bearer")
     }
 
     /// When the token was obtained (for tokens from a refresher: when the request was sent).
@@ -207,22 +226,23 @@ impl Token {
 
     /// The server's refresh hint, if any (see [`with_refresh_in`](Token::with_refresh_in)).
     pub fn refresh_in(&self) -> Option<Duration> {
-        self.inner.refresh_in
+        self.details().and_then(|d| d.refresh_in)
     }
 
     /// The scope the server granted, if it said.
     pub fn scope(&self) -> Option<&str> {
-        self.inner.scope.as_deref()
+        self.details().and_then(|d| d.scope.as_deref())
     }
 
     /// The refresh token, if the server issued one.
     pub fn refresh_token(&self) -> Option<&SecretString> {
-        self.inner.refresh_token.as_ref()
+        self.details().and_then(|d| d.refresh_token.as_ref())
     }
 
     /// Fields the server returned that tokenwarden does not interpret (endpoints, ids, ...).
     pub fn extra(&self) -> &Map<String, Value> {
-        &self.inner.extra
+        static NONE: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+        self.details().map_or(&NONE, |d| &d.extra)
     }
 
     /// The claims of a JWT, decoded **without verifying** the signature; `None` for opaque tokens.
@@ -362,9 +382,9 @@ impl fmt::Debug for Token {
             .field("token_type", &self.token_type())
             .field("issued_at", &Rfc3339(Some(inner.issued_at)))
             .field("expires_at", &Rfc3339(inner.expires_at))
-            .field("scope", &inner.scope)
-            .field("has_refresh_token", &inner.refresh_token.is_some())
-            .field("extra_fields", &inner.extra.keys().collect::<Vec<_>>())
+            .field("scope", &self.scope())
+            .field("has_refresh_token", &self.refresh_token().is_some())
+            .field("extra_fields", &self.extra().keys().collect::<Vec<_>>())
             .finish()
     }
 }
