@@ -95,11 +95,6 @@ impl Inner {
     }
 }
 
-#[cfg(test)]
-pub(crate) fn inner_size() -> usize {
-    std::mem::size_of::<Inner>()
-}
-
 impl Token {
     fn details(&self) -> Option<&Details> {
         self.inner.details.as_deref()

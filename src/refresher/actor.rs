@@ -834,21 +834,3 @@ async fn cancelled_or_never(token: Option<&CancellationToken>) {
         None => std::future::pending().await,
     }
 }
-
-#[cfg(test)]
-mod sizes {
-    #[test]
-    #[ignore = "prints sizes for the memory budget"]
-    fn print_sizes() {
-        use std::mem::size_of;
-        println!("Actor {}", size_of::<super::Actor>());
-        println!("Setup {}", size_of::<super::Setup>());
-        println!("TokenState {}", size_of::<crate::TokenState>());
-        println!("Token inner {}", crate::token::inner_size());
-        println!("Sleep {}", size_of::<tokio::time::Sleep>());
-        println!(
-            "CancellationToken wait {}",
-            size_of::<tokio_util::sync::WaitForCancellationFutureOwned>()
-        );
-    }
-}
