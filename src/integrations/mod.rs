@@ -19,18 +19,13 @@ pub use request::RequestBuilderExt;
 
 use http::HeaderValue;
 
-use crate::{Error, FetchError, Token};
+use crate::{Error, Token};
 
-/// The token's `Authorization` value, as the handle's kind of error. Published tokens were
-/// checked for this already; kept as an error rather than a panic in case a token type slips
-/// through.
+/// The token's `Authorization` value, as the handle's kind of error
+/// ([`Error::InvalidHeader`], as `TokenHandle::authorization_header` reports it).
 #[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
 fn authorization(token: &Token) -> Result<HeaderValue, Error> {
-    token.authorization_header().map_err(|_| {
-        Error::Failed(FetchError::permanent(
-            "the token cannot be used as an Authorization header",
-        ))
-    })
+    Ok(token.authorization_header()?)
 }
 
 /// Whether an answer rejects the token itself: HTTP 401, `WWW-Authenticate: Bearer
