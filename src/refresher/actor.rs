@@ -797,10 +797,14 @@ async fn fetch_result(in_flight: &mut Option<InFlight>) -> Fetched {
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => pending().await,
+/// Resolves at `at` (never, without one), on the runtime's shared timer for that millisecond.
+fn sleep_until(at: Option<Instant>) -> impl Future<Output = ()> {
+    let timer = at.map(super::timer::shared_sleep_until);
+    async move {
+        match timer {
+            Some(timer) => timer.await,
+            None => pending().await,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod event;
 mod handle;
 mod replica;
 mod state;
+mod timer;
 
 pub(crate) use builder::Joined;
 pub use builder::{Refresher, RefresherBuilder};
