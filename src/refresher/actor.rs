@@ -149,31 +149,13 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self) {
+        // Boxed: the load's state would otherwise be part of every refresher's task for its
+        // whole life, although only those with a store use it, once.
         if self.token.is_none()
-            && let Some(store) = self.setup.store.clone()
+            && self.setup.store.is_some()
+            && Box::pin(self.load_stored()).await.is_none()
         {
-            // A store is user code: its panic is a failed load, never a dead refresher.
-            let load = tokio::time::timeout(
-                self.policy().fetch_timeout,
-                AssertUnwindSafe(async { store.load().await }).catch_unwind(),
-            );
-            tokio::select! {
-                biased;
-                () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => return,
-                () = self.setup.state.commands.shutdown_requested() => return,
-                loaded = load => match loaded.map(|r| r.unwrap_or_else(|_panic| Err(StoreError::new("the token store panicked while loading")))) {
-                    Ok(Ok(Some(token))) => match token.defect() {
-                        None => {
-                            debug!("loaded the stored token");
-                            self.token = Some(token);
-                        }
-                        Some(defect) => warn!(defect, "the stored token is unusable; fetching a new one"),
-                    },
-                    Ok(Ok(None)) => debug!("no stored token yet"),
-                    Ok(Err(error)) => warn!(%error, "could not load the stored token; fetching a new one"),
-                    Err(_) => warn!("loading the stored token timed out; fetching a new one"),
-                },
-            }
+            return;
         }
         self.start();
         loop {
@@ -190,6 +172,34 @@ impl Actor {
             }
         }
         // `Drop` publishes `Stopped`, also when the task is aborted or the runtime shuts down.
+    }
+
+    /// Loads the stored token into `self.token`; `None` if the refresher was stopped meanwhile.
+    async fn load_stored(&mut self) -> Option<()> {
+        let store = self.setup.store.clone()?;
+        // A store is user code: its panic is a failed load, never a dead refresher.
+        let load = tokio::time::timeout(
+            self.policy().fetch_timeout,
+            AssertUnwindSafe(async { store.load().await }).catch_unwind(),
+        );
+        tokio::select! {
+            biased;
+            () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => return None,
+            () = self.setup.state.commands.shutdown_requested() => return None,
+            loaded = load => match loaded.map(|r| r.unwrap_or_else(|_panic| Err(StoreError::new("the token store panicked while loading")))) {
+                Ok(Ok(Some(token))) => match token.defect() {
+                    None => {
+                        debug!("loaded the stored token");
+                        self.token = Some(token);
+                    }
+                    Some(defect) => warn!(defect, "the stored token is unusable; fetching a new one"),
+                },
+                Ok(Ok(None)) => debug!("no stored token yet"),
+                Ok(Err(error)) => warn!(%error, "could not load the stored token; fetching a new one"),
+                Err(_) => warn!("loading the stored token timed out; fetching a new one"),
+            },
+        }
+        Some(())
     }
 
     fn start(&mut self) {
@@ -826,15 +836,19 @@ fn deadline_in(delay: Duration) -> Instant {
 
 /// Resolves when `cancel` or `also` is cancelled (never, without either).
 async fn cancelled(cancel: Option<&CancellationToken>, also: Option<&CancellationToken>) {
-    tokio::select! {
-        () = cancelled_or_never(cancel) => {}
-        () = cancelled_or_never(also) => {}
-    }
-}
-
-async fn cancelled_or_never(token: Option<&CancellationToken>) {
-    match token {
-        Some(token) => token.cancelled().await,
-        None => std::future::pending().await,
+    match (cancel, also) {
+        (Some(cancel), Some(also)) => {
+            // Rare (a registry's credential given a token of its own): boxed, so that the
+            // waits for both are not part of every refresher's task.
+            Box::pin(async {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = also.cancelled() => {}
+                }
+            })
+            .await;
+        }
+        (Some(token), None) | (None, Some(token)) => token.cancelled().await,
+        (None, None) => pending().await,
     }
 }
