@@ -5,6 +5,7 @@
 //! refresh and how long to back off are decided by the pure functions in `crate::policy`.
 
 use std::future::{Future, pending};
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -153,7 +154,7 @@ impl Actor {
         // whole life, although only those with a store use it, once.
         if self.token.is_none()
             && self.setup.store.is_some()
-            && Box::pin(self.load_stored()).await.is_none()
+            && Box::pin(self.load_stored()).await.is_break()
         {
             return;
         }
@@ -174,9 +175,11 @@ impl Actor {
         // `Drop` publishes `Stopped`, also when the task is aborted or the runtime shuts down.
     }
 
-    /// Loads the stored token into `self.token`; `None` if the refresher was stopped meanwhile.
-    async fn load_stored(&mut self) -> Option<()> {
-        let store = self.setup.store.clone()?;
+    /// Loads the stored token into `self.token`; breaks if the refresher was stopped meanwhile.
+    async fn load_stored(&mut self) -> ControlFlow<()> {
+        let Some(store) = self.setup.store.clone() else {
+            return ControlFlow::Continue(());
+        };
         // A store is user code: its panic is a failed load, never a dead refresher.
         let load = tokio::time::timeout(
             self.policy().fetch_timeout,
@@ -184,8 +187,8 @@ impl Actor {
         );
         tokio::select! {
             biased;
-            () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => return None,
-            () = self.setup.state.commands.shutdown_requested() => return None,
+            () = cancelled(self.setup.cancel.as_ref(), self.setup.also_cancel.as_ref()) => return ControlFlow::Break(()),
+            () = self.setup.state.commands.shutdown_requested() => return ControlFlow::Break(()),
             loaded = load => match loaded.map(|r| r.unwrap_or_else(|_panic| Err(StoreError::new("the token store panicked while loading")))) {
                 Ok(Ok(Some(token))) => match token.defect() {
                     None => {
@@ -199,7 +202,7 @@ impl Actor {
                 Err(_) => warn!("loading the stored token timed out; fetching a new one"),
             },
         }
-        Some(())
+        ControlFlow::Continue(())
     }
 
     fn start(&mut self) {
