@@ -153,8 +153,8 @@ impl Actor {
         // Boxed: the load's state would otherwise be part of every refresher's task for its
         // whole life, although only those with a store use it, once.
         if self.token.is_none()
-            && self.setup.store.is_some()
-            && Box::pin(self.load_stored()).await.is_break()
+            && let Some(store) = self.setup.store.clone()
+            && Box::pin(self.load_stored(store)).await.is_break()
         {
             return;
         }
@@ -176,10 +176,7 @@ impl Actor {
     }
 
     /// Loads the stored token into `self.token`; breaks if the refresher was stopped meanwhile.
-    async fn load_stored(&mut self) -> ControlFlow<()> {
-        let Some(store) = self.setup.store.clone() else {
-            return ControlFlow::Continue(());
-        };
+    async fn load_stored(&mut self, store: Arc<dyn TokenStore>) -> ControlFlow<()> {
         // A store is user code: its panic is a failed load, never a dead refresher.
         let load = tokio::time::timeout(
             self.policy().fetch_timeout,

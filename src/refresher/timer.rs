@@ -25,7 +25,8 @@ use tokio::time::{Instant, Sleep};
 /// A wait at most this many times its rounding.
 const ROUNDING_DIVISOR: u128 = 32_768;
 
-type Group = Shared<Sleep>;
+/// One tokio timer, awaited by every refresher due at its millisecond.
+pub(crate) type Group = Shared<Sleep>;
 
 struct Groups {
     /// By runtime (each has its own clock, paused ones included) and deadline in
@@ -49,7 +50,7 @@ static GROUPS: LazyLock<Mutex<Groups>> = LazyLock::new(|| {
 /// A future that resolves at `deadline` (or a little later: see the module docs), on the
 /// current runtime's shared timer for that millisecond. Panics outside a tokio runtime, like
 /// `tokio::time::sleep_until`.
-pub(crate) fn shared_sleep_until(deadline: Instant) -> Shared<Sleep> {
+pub(crate) fn shared_sleep_until(deadline: Instant) -> Group {
     let rounded = rounded_up(deadline.into_std(), Instant::now().into_std(), *ORIGIN);
     group(Handle::current().id(), rounded)
 }
