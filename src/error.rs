@@ -44,6 +44,9 @@ struct FetchErrorInner {
     kind: FetchErrorKind,
     message: String,
     retry_after: Option<Duration>,
+    /// The fleet's lease holder failed: it alone probes the endpoint for the fleet, so it may
+    /// retry sooner while readers wait (`RefreshPolicy::fleet_retry_while_waiting`).
+    fleet_probe: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -54,6 +57,7 @@ impl FetchError {
                 kind,
                 message,
                 retry_after: None,
+                fleet_probe: false,
                 source: None,
             }),
         }
@@ -78,6 +82,7 @@ impl FetchError {
                     kind: self.inner.kind,
                     message: self.inner.message.clone(),
                     retry_after: self.inner.retry_after,
+                    fleet_probe: self.inner.fleet_probe,
                     source: None,
                 };
                 change(&mut copy);
@@ -127,6 +132,15 @@ impl FetchError {
     #[cfg_attr(not(feature = "http-sources"), allow(dead_code))]
     pub(crate) fn prefixed(self, prefix: &str) -> FetchError {
         self.edit(|inner| inner.message.insert_str(0, prefix))
+    }
+
+    /// Marks the failure as the fleet lease holder's (see `fleet_probe`).
+    pub(crate) fn probed_for_fleet(self) -> FetchError {
+        self.edit(|inner| inner.fleet_probe = true)
+    }
+
+    pub(crate) fn is_fleet_probe(&self) -> bool {
+        self.inner.fleet_probe
     }
 
     pub(crate) fn ptr_eq(&self, other: &FetchError) -> bool {

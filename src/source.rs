@@ -45,6 +45,18 @@ pub trait TokenSource: Send + Sync + 'static {
     fn origin(&self) -> Option<String> {
         None
     }
+
+    /// Whether a fetch spends a secret that can be presented only once: a rotating refresh
+    /// token (the server issues a new one with each answer and revokes the whole grant when a
+    /// spent one is presented again). Default: `false` (client credentials, API keys and signed
+    /// assertions can be presented by any number of replicas at once).
+    ///
+    /// A refresher in a fleet ([`RefresherBuilder::shared`](crate::RefresherBuilder::shared))
+    /// never fetches from a source that says `true` without the fleet's lease: while the fleet
+    /// store is out of reach it serves its valid token and waits, rather than risk the grant.
+    fn spends_single_use_secret(&self) -> bool {
+        false
+    }
 }
 
 impl<S: TokenSource + ?Sized> TokenSource for Arc<S> {
@@ -55,6 +67,10 @@ impl<S: TokenSource + ?Sized> TokenSource for Arc<S> {
     fn origin(&self) -> Option<String> {
         (**self).origin()
     }
+
+    fn spends_single_use_secret(&self) -> bool {
+        (**self).spends_single_use_secret()
+    }
 }
 
 impl<S: TokenSource + ?Sized> TokenSource for Box<S> {
@@ -64,6 +80,10 @@ impl<S: TokenSource + ?Sized> TokenSource for Box<S> {
 
     fn origin(&self) -> Option<String> {
         (**self).origin()
+    }
+
+    fn spends_single_use_secret(&self) -> bool {
+        (**self).spends_single_use_secret()
     }
 }
 
@@ -190,13 +210,36 @@ where
     F: Fn(FetchContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Token, FetchError>> + Send + 'static,
 {
-    FnSource { fetch }
+    FnSource {
+        fetch,
+        single_use: false,
+    }
 }
 
 /// A [`TokenSource`] made from a closure by [`from_fn`].
 #[derive(Clone)]
 pub struct FnSource<F> {
     fetch: F,
+    single_use: bool,
+}
+
+impl<F> FnSource<F> {
+    /// Says that each fetch spends a single-use secret (a rotating refresh token): see
+    /// [`TokenSource::spends_single_use_secret`].
+    ///
+    /// ```
+    /// use tokenwarden::{FetchError, Token, TokenSource};
+    ///
+    /// let source = tokenwarden::from_fn(|_ctx| async {
+    ///     Ok::<_, FetchError>(Token::new("abc").with_refresh_token("rotated"))
+    /// })
+    /// .single_use();
+    /// assert!(source.spends_single_use_secret());
+    /// ```
+    pub fn single_use(mut self) -> FnSource<F> {
+        self.single_use = true;
+        self
+    }
 }
 
 impl<F, Fut> TokenSource for FnSource<F>
@@ -206,6 +249,10 @@ where
 {
     fn fetch(&self, ctx: FetchContext) -> FetchFuture<'_> {
         Box::pin((self.fetch)(ctx))
+    }
+
+    fn spends_single_use_secret(&self) -> bool {
+        self.single_use
     }
 }
 

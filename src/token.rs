@@ -67,6 +67,10 @@ struct Inner {
     assumed_lifetime: Option<Duration>,
     /// How long before expiry a refresher stops handing the token out.
     serve_margin: Duration,
+    /// `issued_at` was set by whoever fetched it (a fleet's minter, a stored record), so a
+    /// refresher does not move it to its own fetch's start: time spent waiting on a fleet store
+    /// is not taken from the token's counted life.
+    anchored: bool,
     /// Derived from the fields above by `Inner::settle` (kept for the read path):
     expires_at: Option<SystemTime>,
     usable_until: Option<SystemTime>,
@@ -115,6 +119,7 @@ impl Token {
             stated_expiry: None,
             assumed_lifetime: None,
             serve_margin: Duration::ZERO,
+            anchored: false,
             expires_at: None,
             usable_until: None,
             refresh_due: None,
@@ -286,7 +291,19 @@ impl Token {
     /// Marks the token as obtained by a fetch that started at `started`: the issue time, and a
     /// relative lifetime, are measured from there.
     pub(crate) fn anchored_at(self, started: SystemTime) -> Token {
-        self.edit(|inner| inner.issued_at = started)
+        self.edit(|inner| {
+            inner.issued_at = started;
+            inner.anchored = true;
+        })
+    }
+
+    /// [`anchored_at`](Token::anchored_at), unless the token was anchored already.
+    pub(crate) fn anchored_unless_already(self, started: SystemTime) -> Token {
+        if self.inner.anchored {
+            self
+        } else {
+            self.anchored_at(started)
+        }
     }
 
     /// Which statement decides the expiry, for messages: `the JWT's \`exp\``, ...
@@ -323,29 +340,23 @@ impl Token {
     }
 
     /// The earliest expiry the token's source stated (not an assumed one).
+    #[cfg(test)]
     pub(crate) fn stated_expiry(&self) -> Option<SystemTime> {
         self.inner.stated()
     }
 
     /// Prepares a token for publication by a refresher: a token that states no expiry is given
-    /// `assumed_lifetime`, the same secret fetched again never outlives what was stated before
-    /// (`earlier`), and it is served until `margin(lifetime)` before its expiry.
+    /// `assumed_lifetime`, and it is served until `margin(lifetime)` before its expiry.
+    ///
+    /// The same secret fetched again is taken with what its source states now: an opaque
+    /// token whose expiry slides (a later `expires_in` or `expires_at`) is served for its new
+    /// life, and a JWT stays bound by its `exp` whatever else is stated.
     pub(crate) fn for_refresher(
         self,
         assumed_lifetime: Duration,
-        earlier: Option<&Token>,
         margin: impl FnOnce(Duration) -> Duration,
     ) -> Token {
-        let earlier_expiry = earlier
-            .filter(|earlier| earlier.same_secret(&self))
-            .and_then(Token::stated_expiry);
-        let mut token = self.edit(|inner| {
-            inner.assumed_lifetime = Some(assumed_lifetime);
-            if let Some(earlier) = earlier_expiry {
-                let stated = inner.stated_expiry.map_or(earlier, |at| at.min(earlier));
-                inner.stated_expiry = Some(stated);
-            }
-        });
+        let mut token = self.edit(|inner| inner.assumed_lifetime = Some(assumed_lifetime));
         let lifetime = token
             .inner
             .expires_at
@@ -480,14 +491,14 @@ mod tests {
     }
 
     #[test]
-    fn a_refresher_assumes_a_lifetime_caps_a_repeated_secret_and_applies_the_margin() {
+    fn a_refresher_assumes_a_lifetime_takes_a_repeated_secrets_new_life_and_applies_the_margin() {
         let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let hour = Duration::from_secs(3600);
         let margin = |_lifetime| Duration::from_secs(10);
 
         let opaque = Token::new("t")
             .anchored_at(issued)
-            .for_refresher(hour, None, margin);
+            .for_refresher(hour, margin);
         assert_eq!(opaque.expiry(), Some(issued + hour), "assumed");
         assert_eq!(opaque.stated_expiry(), None);
         assert_eq!(
@@ -495,19 +506,19 @@ mod tests {
             Some(issued + hour - Duration::from_secs(10))
         );
 
-        let first = Token::new("same")
-            .expires_in(Duration::from_secs(60))
-            .anchored_at(issued)
-            .for_refresher(hour, None, margin);
         let again = Token::new("same")
             .expires_in(Duration::from_secs(60))
             .anchored_at(issued + Duration::from_secs(30))
-            .for_refresher(hour, Some(&first), margin);
-        assert_eq!(again.expiry(), first.expiry(), "not moved later");
+            .for_refresher(hour, margin);
+        assert_eq!(
+            again.expiry(),
+            Some(issued + Duration::from_secs(90)),
+            "an opaque token's sliding expiry is taken"
+        );
         let other = Token::new("other")
             .expires_in(Duration::from_secs(60))
             .anchored_at(issued + Duration::from_secs(30))
-            .for_refresher(hour, Some(&first), margin);
+            .for_refresher(hour, margin);
         assert_eq!(
             other.expiry(),
             Some(issued + Duration::from_secs(90)),

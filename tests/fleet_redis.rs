@@ -386,7 +386,15 @@ async fn a_sealed_fleet_token_is_unreadable_in_redis() {
             why = Some(error.to_string());
         }
     }
-    assert!(why.unwrap().contains("cannot be opened with this key"));
+    let why = why.expect("FleetUnavailable");
+    assert!(
+        why.contains("cannot be opened with this replica's key"),
+        "{why}"
+    );
+    assert!(
+        why.contains("tokenwarden:{sealed}:token"),
+        "names the record: {why}"
+    );
     registry.shutdown();
 }
 
@@ -497,18 +505,15 @@ async fn a_frozen_redis_is_survived_and_the_fleet_converges_after() {
     assert_eq!(mints.load(Ordering::SeqCst), 5, "one minter again");
 }
 
-/// A lease holder that goes away mid-fetch loses the lease when it runs out (the fetch bound,
-/// 1 s here), and another replica takes over.
+/// A lease holder that goes away mid-fetch loses the lease when it lapses (at most the
+/// policy's `fleet_lease`, 5 s by default, whatever `fetch_timeout` is: 30 s here), and
+/// another replica takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_dies_mid_fetch_is_taken_over() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let mut policy = tokenwarden::RefreshPolicy::default();
-    policy.fetch_timeout = Duration::from_secs(1);
-    policy.min_interval = Duration::from_millis(10);
-    policy.backoff.initial = Duration::from_millis(50);
-    policy.backoff.jitter = 0.0;
+    let policy = tokenwarden::RefreshPolicy::default();
     let started = Arc::new(tokio::sync::Notify::new());
     let hanging = tokenwarden::from_fn({
         let started = started.clone();
@@ -530,9 +535,9 @@ async fn a_holder_that_dies_mid_fetch_is_taken_over() {
         .policy(policy)
         .shared(redis.fleet("takeover"))
         .spawn();
-    let token = tokio::time::timeout(Duration::from_secs(5), successor.ready())
+    let token = tokio::time::timeout(Duration::from_secs(7), successor.ready())
         .await
-        .expect("taken over once the lease ran out")
+        .expect("taken over once the lease ran out (5 s)")
         .unwrap();
     assert!(token.expose_secret().starts_with("fleet-token-"));
     assert_eq!(mints.load(Ordering::SeqCst), 1);
@@ -617,6 +622,7 @@ async fn redis_acl_users_work_and_a_wrong_password_is_survived() {
         "+evalsha",
         "+script|load",
         "+ping",
+        "+pttl",
     ];
     let Some(redis) = RedisServer::start_with(&acl, "fleet:fleet-pw-SECRET@") else {
         return;
@@ -632,7 +638,7 @@ async fn redis_acl_users_work_and_a_wrong_password_is_survived() {
         "shared through the ACL user"
     );
 
-    let wrong = redis.url.replace("fleet-pw-SECRET", "wrong");
+    let wrong = redis.url.replace("fleet-pw-SECRET", "not-the-PASSWORD");
     let registry: Registry<u8> = Registry::builder().build();
     let mut events = registry.subscribe();
     let outsider = registry.insert(
@@ -651,7 +657,15 @@ async fn redis_acl_users_work_and_a_wrong_password_is_survived() {
         }
     }
     let why = why.expect("FleetUnavailable");
-    assert!(!why.contains("SECRET") && !why.contains("wrong"), "{why}");
+    assert!(
+        !why.contains("SECRET") && !why.contains("PASSWORD"),
+        "{why}"
+    );
+    let address = redis.url.rsplit('@').next().unwrap().trim_end_matches('/');
+    assert!(
+        why.contains("authentication failed") && why.contains(address),
+        "names the cause and the address ({address}): {why}"
+    );
     registry.shutdown();
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Failure {
     pub(crate) time_left: Option<Duration>,
     /// Readers have asked for a token and found none since the last attempt started.
     pub(crate) readers_waiting: bool,
+    /// The failure was a fleet lease holder's, probing the endpoint for the whole fleet.
+    pub(crate) fleet_probe: bool,
 }
 
 /// The largest wait before retry number `streak` (1 for the first failure): exponential,
@@ -44,7 +46,8 @@ pub(crate) fn honoured_retry_after(policy: &RefreshPolicy, after: Duration) -> D
 ///
 /// 1. The ceiling grows with the streak: `policy.backoff` after transient failures,
 ///    `policy.permanent_backoff` after permanent ones.
-/// 2. After a transient failure, waiting readers cap it at `max_retry_while_waiting`, and so
+/// 2. After a transient failure, waiting readers cap it at `max_retry_while_waiting` (at
+///    `fleet_retry_while_waiting` for a fleet's lease holder, the fleet's one prober), and so
 ///    does a still-valid token: retries come at least every half of its remaining time, but
 ///    not more often than readers could make them (no burst of retries just before expiry).
 /// 3. `sample` (in `[0, 1]`) takes up to `jitter` of it off, so a fleet spreads apart.
@@ -64,7 +67,12 @@ pub(crate) fn retry_delay(
     if !failure.permanent {
         let floor = policy.max_retry_while_waiting;
         if failure.readers_waiting {
-            ceiling = ceiling.min(floor);
+            let cap = if failure.fleet_probe {
+                policy.fleet_retry_while_waiting.min(floor)
+            } else {
+                floor
+            };
+            ceiling = ceiling.min(cap);
         }
         if let Some(left) = failure.time_left.filter(|left| !left.is_zero()) {
             ceiling = ceiling.min((left / 2).max(floor));
@@ -94,7 +102,33 @@ mod tests {
             retry_after: None,
             time_left: None,
             readers_waiting: false,
+            fleet_probe: false,
         }
+    }
+
+    #[test]
+    fn a_fleets_prober_retries_every_second_while_readers_wait() {
+        let policy = exact();
+        let failure = Failure {
+            readers_waiting: true,
+            fleet_probe: true,
+            ..transient(6)
+        };
+        assert_eq!(retry_delay(&policy, &failure, 0.0), Some(secs(1)));
+        let alone = Failure {
+            fleet_probe: false,
+            ..failure
+        };
+        assert_eq!(retry_delay(&policy, &alone, 0.0), Some(secs(5)));
+        let nobody_waiting = Failure {
+            readers_waiting: false,
+            ..failure
+        };
+        assert_eq!(
+            retry_delay(&policy, &nobody_waiting, 0.0),
+            Some(secs(32)),
+            "the usual backoff when nobody waits"
+        );
     }
 
     fn exact() -> RefreshPolicy {

@@ -82,6 +82,21 @@ pub struct RefreshPolicy {
     /// down. Reads never trigger a fetch sooner than this schedule allows.
     #[serde(with = "humantime_serde")]
     pub max_retry_while_waiting: Duration,
+    /// In a fleet ([`RefresherBuilder::shared`](crate::RefresherBuilder::shared)), the lease
+    /// holder is the only replica that probes a failing endpoint, so while readers wait it
+    /// retries at least this often instead of `max_retry_while_waiting`. Default 1 s: the
+    /// fleet as a whole sends about one request a second, and serves a new token about a
+    /// second after the endpoint heals.
+    #[serde(with = "humantime_serde")]
+    pub fleet_retry_while_waiting: Duration,
+    /// In a fleet, the longest minting lease. A lease is a quarter of the time the holder's
+    /// token is still served (what the other replicas can afford to wait for a dead holder),
+    /// at least 1 s and at most this; the holder renews it every third of its length while it
+    /// fetches, and stops presenting a single-use secret before it could lapse. Default 5 s: a
+    /// dead holder is replaced within about 5 s, and renewals cost the store a few calls per
+    /// fetch. Not tied to `fetch_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub fleet_lease: Duration,
     /// Retries after a permanent failure (a rejected client, a revoked grant), so that a
     /// credential fixed on the server heals without a restart. Default: first after 5 min,
     /// doubling to 1 h. `None` (`null` in configuration) never retries; then only
@@ -106,6 +121,8 @@ impl Default for RefreshPolicy {
             fetch_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
             max_retry_while_waiting: Duration::from_secs(5),
+            fleet_retry_while_waiting: Duration::from_secs(1),
+            fleet_lease: Duration::from_secs(5),
             permanent_backoff: Some(Backoff {
                 initial: Duration::from_secs(300),
                 multiplier: 2.0,

@@ -205,7 +205,7 @@ impl Actor {
     fn start(&mut self) {
         let initial = self.token.take().map(|token| {
             let policy = self.policy();
-            token.for_refresher(policy.default_lifetime, None, |lifetime| {
+            token.for_refresher(policy.default_lifetime, |lifetime| {
                 schedule::serve_margin(policy, lifetime)
             })
         });
@@ -558,6 +558,7 @@ impl Actor {
             retry_after: error.retry_after(),
             time_left: self.valid_token().and_then(|token| usable_for(token, now)),
             readers_waiting: self.readers_waiting,
+            fleet_probe: error.is_fleet_probe(),
         };
         let sample = fastrand::f64();
         let retry_in = backoff::retry_delay(self.policy(), &failure, sample);
@@ -742,7 +743,6 @@ async fn fetch_and_keep(
     name: Arc<str>,
 ) -> Fetched {
     let started_at = context.started_at();
-    let previous = context.previous().cloned();
     // Named in the refresher's own messages about a token it refuses.
     let from = match source.origin() {
         Some(origin) => format!("the token source of `{name}` ({origin})"),
@@ -764,11 +764,11 @@ async fn fetch_and_keep(
                 "{from} returned an unusable token: {defect}"
             )));
         }
-        let token = token.anchored_at(started_at).for_refresher(
-            policy.default_lifetime,
-            previous.as_ref(),
-            |lifetime| schedule::serve_margin(&policy, lifetime),
-        );
+        let token = token
+            .anchored_unless_already(started_at)
+            .for_refresher(policy.default_lifetime, |lifetime| {
+                schedule::serve_margin(&policy, lifetime)
+            });
         if !usable_at(&token, clock.now()) {
             return Err(FetchError::transient(format!(
                 "{from} returned a token that had already expired by {} \

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -9,7 +10,7 @@ use tracing::Instrument;
 
 use super::actor::{Actor, EventHook, Setup};
 use super::handle::Ends;
-use crate::fleet::{FleetStore, Shared};
+use crate::fleet::{FleetStore, Settings, Shared};
 use crate::registry::FetchLimit;
 use crate::store::TokenStore;
 
@@ -151,8 +152,9 @@ impl RefresherBuilder {
 
     /// Shares the token with the other replicas that use the same fleet store: one of them
     /// fetches when a refresh is due, the others adopt its token (see [`fleet`](crate::fleet)).
-    /// The minting lease lasts the policy's `fetch_timeout`; each call to the store is bounded
-    /// by 2 s, after which this replica fetches on its own.
+    /// Leases last at most the policy's `fleet_lease`; each call to the store is bounded by
+    /// 2 s. When the store cannot be used, a source that spends nothing single-use fetches
+    /// alone; one that does waits for the store (see [`fleet`](crate::fleet)).
     pub fn shared(mut self, store: impl FleetStore) -> RefresherBuilder {
         self.fleet = Some(Arc::new(store));
         self
@@ -207,11 +209,22 @@ impl RefresherBuilder {
                     }
                     board.events.send(event);
                 });
+                let settings = Settings {
+                    longest_lease: self.policy.fleet_lease,
+                    store_timeout: FLEET_STORE_TIMEOUT,
+                    // A little less than the refresher's own bound, so the message is the
+                    // fleet's.
+                    wait_for: self
+                        .policy
+                        .fetch_timeout
+                        .saturating_sub(Duration::from_secs(1))
+                        .max(self.policy.fetch_timeout / 2),
+                };
                 Arc::new(Shared::new(
                     self.source,
                     fleet,
-                    self.policy.fetch_timeout,
-                    FLEET_STORE_TIMEOUT,
+                    settings,
+                    self.clock.clone(),
                     report,
                     fleet_unavailable.clone().unwrap_or_default(),
                 )) as Arc<dyn TokenSource>

@@ -25,7 +25,9 @@ use crate::{FetchContext, FetchError, FetchFuture, TokenSource};
 /// valid refresh token.
 ///
 /// `invalid_grant` (expired or revoked refresh token) is permanent and says that a new login is
-/// needed. Claims in the access token (an account id) are readable with
+/// needed. Its fetches spend a single-use secret
+/// ([`spends_single_use_secret`](TokenSource::spends_single_use_secret)): in a fleet they are
+/// made only under the fleet's lease. Claims in the access token (an account id) are readable with
 /// [`Token::claims`](crate::Token::claims).
 ///
 /// ```no_run
@@ -103,6 +105,12 @@ impl TokenSource for RefreshTokenGrant {
 
     fn origin(&self) -> Option<String> {
         Some(self.request.endpoint.shown().to_owned())
+    }
+
+    /// `true`: servers may rotate the refresh token at every use (OAuth 2.0 Security BCP) and
+    /// revoke the grant when a spent one is presented again.
+    fn spends_single_use_secret(&self) -> bool {
+        true
     }
 }
 

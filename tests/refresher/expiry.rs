@@ -102,36 +102,85 @@ async fn a_jwt_is_never_served_past_its_exp_however_expires_in_is_anchored() {
     assert!(matches!(handle.current(), Err(Error::Expired { .. })));
 }
 
-/// An issuer that hands out the very same token again (a cache in front of it, say) cannot
-/// move its expiry later: each answer restates the lifetime from a later send time.
+/// An issuer that hands out the very same opaque token again with a later expiry (a sliding
+/// session) has it served for its new life.
 #[tokio::test(start_paused = true)]
-async fn the_same_token_fetched_again_keeps_its_first_expiry() {
+async fn the_same_token_with_a_later_expiry_is_served_for_its_new_life() {
     let clock = Clock::tokio();
     let source = tokenwarden::from_fn(|_ctx| async {
-        Ok::<_, FetchError>(Token::new("cached-token").expires_in(secs(60)))
+        Ok::<_, FetchError>(Token::new("sliding-token").expires_in(secs(60)))
     });
     let handle = Refresher::builder(source)
         .clock(clock.clone())
         .policy(exact_policy())
-        .name("cached-api")
+        .name("sliding-api")
         .spawn();
     let first = handle.ready().await.unwrap();
-    let expiry = first.expiry().unwrap();
-
+    let mut expiry = first.expiry().unwrap();
     for _ in 0..5 {
         tokio::time::advance(secs(5)).await;
         let again = handle.refresh().await.unwrap();
-        assert_eq!(again.expiry(), Some(expiry));
+        assert_eq!(
+            again.expiry(),
+            Some(expiry + secs(5)),
+            "restated from the later send"
+        );
+        expiry = again.expiry().unwrap();
     }
-    // Reads stop at the first expiry; refreshing then only finds the dead token again.
-    let served = read_for(&handle, &clock, secs(60), Duration::ZERO, |_| expiry).await;
-    assert!(served > 0);
-    let err = handle.refresh().await.unwrap_err();
-    assert!(
-        err.to_string().contains("already expired"),
-        "names the problem: {err}"
-    );
-    assert!(handle.current().is_err());
+    // Served for 10 minutes (refreshed on schedule each time), never past what was stated.
+    assert_eq!(read_each_second(&handle, &clock, 600).await, 600);
+}
+
+/// Reads `handle` once a second for `seconds`; asserts that no token read had expired, and
+/// returns how many reads got a token.
+async fn read_each_second(handle: &TokenHandle, clock: &Clock, seconds: u32) -> u32 {
+    let mut served = 0;
+    for _ in 0..seconds {
+        if let Ok(token) = handle.current() {
+            assert!(
+                clock.now() < token.expiry().unwrap(),
+                "served past its expiry"
+            );
+            served += 1;
+        }
+        tokio::time::sleep(secs(1)).await;
+    }
+    served
+}
+
+/// An issuer that hands out one token until shortly before its end (a cloud metadata server's
+/// cache: the same token, the same expiry, until 5 minutes are left) is not fetched in a loop:
+/// each unchanged answer schedules the next try on what is left of the token (about halfway
+/// there once the margin decides), and serving never stops.
+#[tokio::test(start_paused = true)]
+async fn the_same_token_with_no_later_expiry_is_not_fetched_in_a_loop() {
+    let clock = Clock::tokio();
+    let fetches = Arc::new(AtomicU32::new(0));
+    let source = tokenwarden::from_fn({
+        let (clock, fetches) = (clock.clone(), fetches.clone());
+        move |_ctx| {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            // Tokens live an hour from each whole hour; a new one 5 minutes before the end.
+            let now = clock.now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            let hour = (now.as_secs() + 300) / 3600;
+            let expires_at = SystemTime::UNIX_EPOCH + secs((hour + 1) * 3600);
+            async move {
+                Ok::<_, FetchError>(Token::new(format!("metadata-{hour}")).expires_at(expires_at))
+            }
+        }
+    });
+    let handle = Refresher::builder(source)
+        .clock(clock.clone())
+        .policy(exact_policy())
+        .name("metadata")
+        .spawn();
+    handle.ready().await.unwrap();
+    let served = read_each_second(&handle, &clock, 3 * 3600).await;
+    assert_eq!(served, 3 * 3600, "every read of the 3 hours was served");
+    let fetches = fetches.load(Ordering::SeqCst);
+    // One at 80 % of each hour (the cache answers the same token), one when a new one is
+    // issued: 2 an hour (the first fetch included, 7 at most).
+    assert!(fetches <= 7, "{fetches} fetches in 3 hours: no loop");
 }
 
 #[tokio::test(start_paused = true)]
