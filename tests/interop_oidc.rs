@@ -3,8 +3,8 @@
 //! loopback by each test and stopped by its process id.
 //!
 //! The tests install it from `tests/interop/package-lock.json` when it is missing (`npm ci`;
-//! `.ci/run` does it up front, and installs Node.js if absent). Without Node.js the tests skip
-//! with a message.
+//! `.ci/test` does it up front, and installs Node.js if absent). Without Node.js they fail
+//! (see `tests/common/required.rs`).
 //!
 //! Quirks of this server, each met by a test below:
 //! - `exp` is computed from the whole second the token is issued in (`iat` is truncated), so a
@@ -16,77 +16,17 @@
 //! - Reusing a rotated refresh token revokes the whole grant: the newest one stops working too.
 //! - It warns on stderr that Node.js 20 is not a supported runtime; it works on it.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokenwarden::sources::{ClientAuth, ClientCredentials, RefreshTokenGrant};
 use tokenwarden::{Error, ExposeSecret, Refresher, Token, TokenHandle};
 
-/// RFC 6749 section 2.3.1: characters that must be form-encoded before Basic.
-const SECRET: &str = "p+a:s/s%w&o=rd";
+#[path = "common/oidc.rs"]
+mod oidc;
+#[path = "common/required.rs"]
+mod required;
 
-/// The authorization server, killed (by its process id) when dropped.
-struct AuthServer {
-    child: Child,
-    token_endpoint: String,
-    refresh_token: String,
-}
-
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the server with access tokens living `ttl` seconds, or says why it cannot.
-fn start(ttl: u64) -> Option<AuthServer> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    if Command::new("node").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: Node.js is not installed; `.ci/run` installs it (Debian: nodejs npm)");
-        return None;
-    }
-    install(&dir);
-    let mut child = Command::new("node")
-        .arg(dir.join("server.mjs"))
-        .args([SECRET, &ttl.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    // Keep reading what it prints, so that it never writes into a closed pipe.
-    std::thread::spawn(move || stdout.lines().for_each(drop));
-    let ready: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("the server did not start ({e}): {line:?}"));
-    Some(AuthServer {
-        child,
-        token_endpoint: ready["token_endpoint"].as_str().unwrap().to_owned(),
-        refresh_token: ready["refresh_token"].as_str().unwrap().to_owned(),
-    })
-}
-
-/// Installs the pinned server from `package-lock.json` once, if it is missing.
-fn install(dir: &Path) {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        if dir.join("node_modules/oidc-provider").exists() {
-            return;
-        }
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(dir)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "installing oidc-provider failed: run `npm ci --prefix tests/interop` (`.ci/run` does)"
-        );
-    });
-}
+use oidc::{AuthServer, SECRET, start};
 
 fn exp(token: &Token) -> SystemTime {
     let exp = token.claims().expect("a JWT")["exp"].as_u64().unwrap();

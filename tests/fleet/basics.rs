@@ -1,146 +1,15 @@
-//! A fleet of replicas sharing one token through a real `redis-server` (Debian's package;
-//! `.ci/run` installs it), started by each test on a free loopback port in a temporary
-//! directory and stopped by its process id. Without `redis-server` the tests skip, saying so.
-#![cfg(feature = "redis")]
+//! The fleet's healthy path and its simpler faults, on one real `redis-server`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokenwarden::fleet::RedisFleet;
+use tokenwarden::fleet::{RedisFleet, redis};
 use tokenwarden::{ExposeSecret, FetchError, Refresher, Token, TokenHandle};
 
-struct RedisServer {
-    child: Child,
-    url: String,
-    /// How it was started, to start it again on the same port.
-    args: Vec<String>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether `redis-server` can be run; says so when not.
-fn installed() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        eprintln!(
-            "SKIPPED: redis-server is not installed (`.ci/run` installs Debian's redis-server)"
-        );
-    }
-    found
-}
-
-/// Starts `redis-server` on loopback, saving nothing, with `args`, in `dir`.
-fn launch(args: &[String], dir: &std::path::Path) -> Child {
-    Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts")
-}
-
-/// Waits (bounded: 10 s) until the server answers `client`.
-fn wait_until_ready(client: &redis::Client) {
-    for _ in 0..200 {
-        if let Ok(mut connection) = client.get_connection()
-            && redis::cmd("PING").query::<String>(&mut connection).is_ok()
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("redis-server did not answer PING within 10 s");
-}
-
-impl RedisServer {
-    fn start() -> Option<RedisServer> {
-        RedisServer::start_with(&[], "")
-    }
-
-    /// With extra server arguments, and `credentials` (`user:password@`) in the URL.
-    fn start_with(extra: &[&str], credentials: &str) -> Option<RedisServer> {
-        if !installed() {
-            return None;
-        }
-        let port = free_port();
-        let mut args = vec!["--port".to_owned(), port.to_string()];
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let url = format!("redis://{credentials}127.0.0.1:{port}/");
-        let client = redis::Client::open(url.as_str()).unwrap();
-        Some(RedisServer::run(args, url, &client))
-    }
-
-    /// A TLS-only server: `extra` configures TLS, `port` is its TLS port, `ca` the CA file.
-    fn start_tls(extra: &[&str], port: &str, ca: &str) -> Option<RedisServer> {
-        if !installed() {
-            return None;
-        }
-        let args = extra.iter().map(|a| a.to_string()).collect();
-        let url = format!("rediss://127.0.0.1:{port}/");
-        let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(std::fs::read(ca).unwrap()),
-        };
-        let client = redis::Client::build_with_tls(url.as_str(), certificates).unwrap();
-        Some(RedisServer::run(args, url, &client))
-    }
-
-    fn run(args: Vec<String>, url: String, client: &redis::Client) -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let child = launch(&args, dir.path());
-        let server = RedisServer {
-            child,
-            url,
-            args,
-            dir,
-        };
-        wait_until_ready(client);
-        server
-    }
-
-    /// Starts a fresh, empty server on the same port (after the old one was killed).
-    fn restart(&mut self) {
-        self.child = launch(&self.args, self.dir.path());
-        wait_until_ready(&redis::Client::open(self.url.as_str()).unwrap());
-    }
-
-    fn fleet(&self, name: &str) -> RedisFleet {
-        RedisFleet::new(redis::Client::open(self.url.as_str()).unwrap(), name)
-    }
-}
-
-/// A token endpoint that counts its mints; each answer takes 200 ms.
-fn counting_source(mints: &Arc<AtomicU32>) -> impl tokenwarden::TokenSource {
-    let mints = mints.clone();
-    tokenwarden::from_fn(move |_ctx| {
-        let n = mints.fetch_add(1, Ordering::SeqCst) + 1;
-        async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok::<_, FetchError>(
-                Token::new(format!("fleet-token-{n}")).expires_in(Duration::from_secs(600)),
-            )
-        }
-    })
-}
-
-fn replica(fleet: RedisFleet, source: impl tokenwarden::TokenSource) -> TokenHandle {
-    Refresher::builder(source).shared(fleet).spawn()
-}
+use crate::redis_servers::{RedisServer, free_port, signal};
+use crate::{counting_source, replica};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_replicas_mint_once_and_a_late_one_adopts() {
@@ -233,6 +102,7 @@ impl Grant {
                     .with_refresh_token(format!("rt-{}", state.rotations)))
             }
         })
+        .single_use()
     }
 
     /// Whether the grant was revoked, and how many rotations it went through.
@@ -451,14 +321,6 @@ async fn an_outage_costs_the_endpoint_one_prober_not_the_fleet() {
     );
 }
 
-fn signal(redis: &RedisServer, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &redis.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Redis frozen (SIGSTOP) past the store's 2 s bound: every replica keeps serving and fetches on
 /// its own; resumed (SIGCONT), the fleet converges back to one minter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +337,7 @@ async fn a_frozen_redis_is_survived_and_the_fleet_converges_after() {
     }
     assert_eq!(mints.load(Ordering::SeqCst), 1);
 
-    signal(&redis, "-STOP");
+    signal(&redis.child, "-STOP");
     let refreshes = replicas.iter().map(|handle| {
         let handle = handle.clone();
         tokio::spawn(async move { handle.refresh().await })
@@ -492,7 +354,7 @@ async fn a_frozen_redis_is_survived_and_the_fleet_converges_after() {
         "each replica fetched on its own"
     );
 
-    signal(&redis, "-CONT");
+    signal(&redis.child, "-CONT");
     // One replica mints for the fleet again; the others adopt its (newer) token.
     replicas[0].refresh().await.unwrap();
     let newest = replicas[0].current().unwrap();
@@ -800,14 +662,6 @@ async fn the_fleet_works_over_tls_and_refuses_an_untrusted_server() {
     assert_eq!(mints.load(Ordering::SeqCst), 2, "fetched alone");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A CA and a server certificate for 127.0.0.1, made with the `openssl` command (`.ci/run`
 /// installs it if missing).
 fn test_certificates() -> Option<tempfile::TempDir> {
@@ -865,7 +719,7 @@ fn test_certificates() -> Option<tempfile::TempDir> {
         "ext",
     ]);
     if !made {
-        eprintln!("SKIPPED: the openssl command is missing (`.ci/run` installs it)");
+        crate::required::server_missing("the openssl command", "Debian: apt-get install openssl");
         return None;
     }
     Some(dir)
