@@ -8,10 +8,11 @@
 //! local and counts exchanges; tokens live `LIFETIME`. A baseline of one replica without a
 //! fleet (its refresh schedule's exchanges), then three runs of 10 lifetimes each: healthy;
 //! Redis killed for one lifetime in the middle; the token endpoint failing for one lifetime in
-//! the middle. Reported: exchanges (goal: what one replica makes, plus at most one per Redis
+//! the middle; the lease holder killed mid-fetch in the middle (a replica that takes the lease
+//! and hangs in its fetch, then is stopped). Reported: exchanges (goal: what one replica makes, plus at most one per Redis
 //! outage per replica; without sharing, 100 times that), the spread between the first and the last
 //! replica adopting each token, Redis commands per replica per lifetime, memory per replica,
-//! and what the failing endpoint saw. Needs `redis-server` on the path (Debian's package);
+//! what the failing endpoint saw, and reads (every replica every 10 ms) that found no token. Needs `redis-server` on the path (Debian's package);
 //! without it the bench says so and exits. The quick pass (`cargo test --benches`) runs 10
 //! replicas for 2 lifetimes.
 
@@ -52,12 +53,17 @@ fn main() {
         .expect("a runtime");
     println!("\n## {replicas} replicas, {lifetimes} token lifetimes of {LIFETIME:?}\n");
     println!(
-        "| run | exchanges | adoption spread p50 / p99 | Redis commands per replica per lifetime | RSS per replica | failing endpoint saw |"
+        "| run | exchanges | adoption spread p50 / p99 | Redis commands per replica per lifetime | RSS per replica | reads without a token | failing endpoint saw |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     // The baseline first (it also warms the process up): one replica, no sharing.
     runtime.block_on(run(1, lifetimes, Fault::Alone));
-    for fault in [Fault::None, Fault::RedisDown, Fault::EndpointDown] {
+    for fault in [
+        Fault::None,
+        Fault::RedisDown,
+        Fault::EndpointDown,
+        Fault::HolderKilled,
+    ] {
         runtime.block_on(run(replicas, lifetimes, fault));
     }
 }
@@ -69,6 +75,7 @@ enum Fault {
     None,
     RedisDown,
     EndpointDown,
+    HolderKilled,
 }
 
 struct Redis {
@@ -222,6 +229,21 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
     }
     let rss_per_replica = rss::rss_bytes().saturating_sub(rss_before) / replicas as u64;
     let commands_before = redis.commands();
+    let (reads, misses) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let reader = tokio::spawn({
+        let (handles, reads, misses) = (handles.clone(), reads.clone(), misses.clone());
+        async move {
+            loop {
+                for handle in &handles {
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    if handle.current().is_err() {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
 
     let middle = lifetimes / 2;
     let mut healed_at = None;
@@ -230,6 +252,7 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
             match fault {
                 Fault::RedisDown => redis.kill(),
                 Fault::EndpointDown => endpoint.down.store(true, Ordering::SeqCst),
+                Fault::HolderKilled => kill_a_holder_mid_fetch(&redis, &policy).await,
                 Fault::None | Fault::Alone => {}
             }
         }
@@ -242,11 +265,12 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
                     endpoint.down.store(false, Ordering::SeqCst);
                     healed_at = Some(Instant::now());
                 }
-                Fault::None | Fault::Alone => {}
+                Fault::None | Fault::Alone | Fault::HolderKilled => {}
             }
         }
         tokio::time::sleep(LIFETIME).await;
     }
+    reader.abort();
     let commands = redis.commands().saturating_sub(commands_before);
     for handle in &handles {
         handle.shutdown();
@@ -287,19 +311,21 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
     });
     let commands = match fault {
         // Redis restarted mid-run: its counter restarted too.
-        Fault::RedisDown | Fault::Alone => "-".to_owned(),
+        Fault::RedisDown | Fault::Alone | Fault::HolderKilled => "-".to_owned(),
         _ => format!(
             "{:.1}",
             commands as f64 / replicas as f64 / f64::from(lifetimes)
         ),
     };
     println!(
-        "| {fault:?} ({replicas} replica{}) | {} | {:.0?} / {:.0?} | {commands} | {:.1} KiB | {} |",
+        "| {fault:?} ({replicas} replica{}) | {} | {:.0?} / {:.0?} | {commands} | {:.1} KiB | {} of {} | {} |",
         if replicas == 1 { "" } else { "s" },
         endpoint.issued.load(Ordering::SeqCst),
         at(0.5),
         at(0.99),
         rss_per_replica as f64 / 1024.0,
+        misses.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed),
         match recovery {
             Some((first, last, served)) => format!(
                 "{refused} requests in {LIFETIME:?}; after it healed, the first replica served a new token in {first:.0?}, the last of {served} in {last:.0?}"
@@ -307,4 +333,43 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
             None => "-".into(),
         },
     );
+}
+
+/// A replica joins the fleet, takes the lease on a forced refresh and hangs in its fetch; it is
+/// stopped (as a killed process would be) while it holds the lease. The others must take over
+/// before their tokens stop being served.
+async fn kill_a_holder_mid_fetch(redis: &Redis, policy: &RefreshPolicy) {
+    let fetching = Arc::new(tokio::sync::Notify::new());
+    let hanging = tokenwarden::from_fn({
+        let fetching = fetching.clone();
+        move |_ctx| {
+            fetching.notify_one();
+            std::future::pending::<Result<tokenwarden::Token, tokenwarden::FetchError>>()
+        }
+    });
+    let fleet = RedisFleet::new(redis::Client::open(redis.url()).expect("a URL"), "bench");
+    let doomed = Refresher::builder(hanging)
+        .policy(policy.clone())
+        .shared(fleet)
+        .spawn();
+    if doomed.ready_within(LIFETIME).await.is_err() {
+        println!("(the doomed replica found no token to adopt)");
+    }
+    // A forced refresh mints only if no other replica's newer token is there to adopt first.
+    let mut holding = false;
+    for _ in 0..20 {
+        let refresh = doomed.refresh();
+        tokio::select! {
+            () = fetching.notified() => {
+                holding = true;
+                break;
+            }
+            _ = refresh => {}
+        }
+    }
+    if !holding {
+        println!("(the doomed replica did not take the lease)");
+    }
+    doomed.shutdown();
+    doomed.stopped().await;
 }

@@ -50,6 +50,9 @@ return 0
 /// that scripts may run on the fleet's keys (ACLs, a cluster slot), changing nothing.
 const PROBE: &str = "return redis.call('PTTL', KEYS[1])";
 
+/// How long a publish through Sentinel waits for a replica to acknowledge it.
+const REPLICA_ACK_MILLIS: u64 = 100;
+
 /// The length of an XChaCha20-Poly1305 nonce, stored before the ciphertext.
 const NONCE: usize = 24;
 
@@ -348,7 +351,7 @@ impl RedisFleet {
         } else if error.is_connection_refusal() {
             (FleetErrorKind::Unreachable, "connection refused".to_owned())
         } else if error.is_timeout() {
-            (FleetErrorKind::Timeout, "timed out".to_owned())
+            (FleetErrorKind::Timeout, "did not answer in time".to_owned())
         } else if error.is_io_error() || error.is_connection_dropped() {
             (
                 FleetErrorKind::Unreachable,
@@ -453,6 +456,19 @@ impl FleetStore for RedisFleet {
                 Ok(stored) => stored,
                 Err(error) => return Err(self.after_error(error).await),
             };
+            if stored == 1 && matches!(self.target, Target::Sentinel(_)) {
+                // Replication is asynchronous: a failover right after this publish could lose
+                // it. Waiting (briefly) for one replica to have it narrows that window; a
+                // primary without replicas answers at once.
+                let acknowledged: Result<i64, _> = redis::cmd("WAIT")
+                    .arg(1)
+                    .arg(REPLICA_ACK_MILLIS)
+                    .query_async(&mut connection)
+                    .await;
+                if !acknowledged.is_ok_and(|replicas| replicas >= 1) {
+                    tracing::debug!("no replica acknowledged the fleet's new token in time");
+                }
+            }
             Ok(stored == 1)
         })
     }

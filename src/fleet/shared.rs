@@ -427,4 +427,55 @@ mod tests {
             assert_eq!(fetches.load(Ordering::SeqCst), 1, "{kind}: fetched alone");
         }
     }
+
+    /// A store that answers every call after `delay`, grants every lease and keeps what is
+    /// published.
+    struct Slow {
+        delay: Duration,
+        token: Mutex<Option<Token>>,
+    }
+
+    impl FleetStore for Slow {
+        fn load(&self) -> FleetFuture<'_, Option<Token>> {
+            Box::pin(async {
+                tokio::time::sleep(self.delay).await;
+                Ok(self.token.lock().unwrap().clone())
+            })
+        }
+        fn try_lease(&self, _holder: &str, _ttl: Duration) -> FleetFuture<'_, bool> {
+            Box::pin(async {
+                tokio::time::sleep(self.delay).await;
+                Ok(true)
+            })
+        }
+        fn publish(&self, _holder: &str, token: &Token) -> FleetFuture<'_, bool> {
+            *self.token.lock().unwrap() = Some(token.clone());
+            Box::pin(async { Ok(true) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_spent_on_the_store_is_not_taken_from_the_tokens_life() {
+        let clock = Clock::tokio();
+        let store = Slow {
+            delay: Duration::from_millis(1_500),
+            token: Mutex::default(),
+        };
+        let source = crate::from_fn(|_ctx| async {
+            Ok::<_, FetchError>(Token::new("twenty-seconds").expires_in(Duration::from_secs(20)))
+        });
+        let spawned_at = clock.now();
+        let handle = crate::Refresher::builder(source)
+            .clock(clock.clone())
+            .shared(store)
+            .spawn();
+        let token = handle.ready().await.unwrap();
+        // A load, the lease and a reload under it: 4.5 s on the store before the mint.
+        let life = token.expiry().unwrap().duration_since(spawned_at).unwrap();
+        assert_eq!(
+            life,
+            Duration::from_millis(24_500),
+            "20 s from the mint's start"
+        );
+    }
 }

@@ -336,6 +336,7 @@ async fn a_frozen_redis_is_survived_and_the_fleet_converges_after() {
         handle.ready().await.unwrap();
     }
     assert_eq!(mints.load(Ordering::SeqCst), 1);
+    let mut events = replicas[0].subscribe();
 
     signal(&redis.child, "-STOP");
     let refreshes = replicas.iter().map(|handle| {
@@ -352,6 +353,23 @@ async fn a_frozen_redis_is_survived_and_the_fleet_converges_after() {
         mints.load(Ordering::SeqCst),
         4,
         "each replica fetched on its own"
+    );
+    // The stall is named: the store's address, the cause, the bound.
+    let why = loop {
+        if let tokenwarden::Event::FleetUnavailable { error } = events.recv().await.unwrap() {
+            break error;
+        }
+    };
+    assert_eq!(why.kind(), tokenwarden::fleet::FleetErrorKind::Timeout);
+    let address = redis
+        .url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/');
+    let why = why.to_string();
+    assert!(
+        why.starts_with(&format!("redis at {address} (fleet `frozen`)"))
+            && why.contains("did not answer"),
+        "{why}"
     );
 
     signal(&redis.child, "-CONT");

@@ -22,8 +22,7 @@ use std::time::Duration;
 use tokenwarden::fleet::{FleetErrorKind, RedisFleet};
 use tokenwarden::sources::RefreshTokenGrant;
 use tokenwarden::{
-    Event, ExposeSecret, FetchContext, FetchError, FetchFuture, Refresher, TokenHandle,
-    TokenSource, TokenState,
+    Event, FetchContext, FetchError, FetchFuture, Refresher, TokenHandle, TokenSource, TokenState,
 };
 
 use crate::oidc::{AuthServer, SECRET};
