@@ -13,11 +13,14 @@
 //! outage per replica; without sharing, 100 times that), the spread between the first and the last
 //! replica adopting each token, Redis commands per replica per lifetime, memory per replica,
 //! what the failing endpoint saw, and reads (every replica every 10 ms) that found no token. Needs `redis-server` on the path (Debian's package);
-//! without it the bench says so and exits. The quick pass (`cargo test --benches`) runs 10
-//! replicas for 2 lifetimes.
+//! without it the bench says so and exits (and fails under CI). The quick pass
+//! (`cargo test --benches`) runs 10 replicas for 2 lifetimes. `RUNS=5` runs everything five
+//! times and ends with a table of medians and min-max.
 
 #[path = "support/rss.rs"]
 mod rss;
+#[path = "support/runs.rs"]
+mod runs;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -43,29 +46,51 @@ fn main() {
         .is_err()
     {
         println!("redis-server is not installed (Debian: apt-get install redis-server): skipped");
+        if std::env::var_os("CI").is_some() {
+            std::process::exit(1);
+        }
         return;
     }
     let (replicas, lifetimes) = if quick { (10, 2) } else { (100, 10) };
+    let runs = if quick { 1 } else { runs::count() };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    println!("\n## {replicas} replicas, {lifetimes} token lifetimes of {LIFETIME:?}\n");
-    println!(
-        "| run | exchanges | adoption spread p50 / p99 | Redis commands per replica per lifetime | RSS per replica | reads without a token | failing endpoint saw |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    // The baseline first (it also warms the process up): one replica, no sharing.
-    runtime.block_on(run(1, lifetimes, Fault::Alone));
-    for fault in [
-        Fault::None,
-        Fault::RedisDown,
-        Fault::EndpointDown,
-        Fault::HolderKilled,
-    ] {
-        runtime.block_on(run(replicas, lifetimes, fault));
+    let mut table = runs::Table::new(&[
+        "exchanges",
+        "adoption spread p50 (ms)",
+        "p99 (ms)",
+        "Redis commands per replica per lifetime",
+        "RSS per replica (KiB)",
+        "reads without a token",
+        "requests the failing endpoint saw",
+        "healed: first replica served (ms)",
+        "last replica (ms)",
+    ]);
+    for run_number in 1..=runs {
+        println!(
+            "\n## run {run_number} of {runs}: {replicas} replicas, {lifetimes} token lifetimes of {LIFETIME:?}\n"
+        );
+        println!(
+            "| run | exchanges | adoption spread p50 / p99 | Redis commands per replica per lifetime | RSS per replica | reads without a token | failing endpoint saw |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        // The baseline first (it also warms the process up): one replica, no sharing.
+        for fault in [
+            Fault::Alone,
+            Fault::None,
+            Fault::RedisDown,
+            Fault::EndpointDown,
+            Fault::HolderKilled,
+        ] {
+            let replicas = if fault == Fault::Alone { 1 } else { replicas };
+            let figures = runtime.block_on(run(replicas, lifetimes, fault));
+            table.add(&format!("{fault:?} ({replicas})"), &figures);
+        }
     }
+    table.print(runs);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -182,7 +207,8 @@ async fn serve(endpoint: Arc<Endpoint>) -> String {
     url
 }
 
-async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
+/// One run; returns its figures in the order of the summary table's columns.
+async fn run(replicas: usize, lifetimes: u32, fault: Fault) -> Vec<f64> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -309,13 +335,11 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
                 (first - healed, last - healed, times.len())
             })
     });
+    let commands_per = commands as f64 / replicas as f64 / f64::from(lifetimes);
     let commands = match fault {
         // Redis restarted mid-run: its counter restarted too.
-        Fault::RedisDown | Fault::Alone | Fault::HolderKilled => "-".to_owned(),
-        _ => format!(
-            "{:.1}",
-            commands as f64 / replicas as f64 / f64::from(lifetimes)
-        ),
+        Fault::RedisDown | Fault::Alone => "-".to_owned(),
+        _ => format!("{commands_per:.1}"),
     };
     println!(
         "| {fault:?} ({replicas} replica{}) | {} | {:.0?} / {:.0?} | {commands} | {:.1} KiB | {} of {} | {} |",
@@ -333,6 +357,23 @@ async fn run(replicas: usize, lifetimes: u32, fault: Fault) {
             None => "-".into(),
         },
     );
+    let restarted = matches!(fault, Fault::RedisDown | Fault::Alone);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    vec![
+        f64::from(endpoint.issued.load(Ordering::SeqCst)),
+        ms(at(0.5)),
+        ms(at(0.99)),
+        if restarted { f64::NAN } else { commands_per },
+        rss_per_replica as f64 / 1024.0,
+        f64::from(misses.load(Ordering::Relaxed)),
+        if fault == Fault::EndpointDown {
+            f64::from(refused)
+        } else {
+            f64::NAN
+        },
+        recovery.map_or(f64::NAN, |(first, _, _)| ms(first)),
+        recovery.map_or(f64::NAN, |(_, last, _)| ms(last)),
+    ]
 }
 
 /// A replica joins the fleet, takes the lease on a forced refresh and hangs in its fetch; it is

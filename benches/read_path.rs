@@ -8,6 +8,10 @@
 //! SDK cache (`tokio::sync::Mutex<Option<Token>>`). Variants are interleaved round by round and
 //! the median of the per-round ratios is reported, so drift on a shared machine cancels out.
 //!
+//! `RUNS=5` repeats part 1 five times and ends with each read's median ns and ratio to the
+//! floor over the runs, with min-max; every table names the CPU and the floor's absolute ns,
+//! since ratios move between CPUs (a faster floor exposes the fixed costs).
+//!
 //! Part 2, 64 readers on 2 worker threads while a refresh whose endpoint takes 500 ms is in
 //! flight: latency percentiles of every read, for tokenwarden and for the mutex cache (which
 //! holds its lock across the fetch, as SDKs do). A control window without a refresh shows
@@ -17,6 +21,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+
+#[path = "support/runs.rs"]
+mod runs;
 
 use arc_swap::ArcSwap;
 use tokenwarden::{FetchError, RefreshPolicy, Refresher, Token, TokenHandle};
@@ -32,7 +39,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    single_reader(&runtime, quick);
+    let runs = if quick { 1 } else { runs::count() };
+    let mut table = runs::Table::new(&["ns per read", "x floor (median of per-round ratios)"]);
+    for _ in 0..runs {
+        for (name, ns, ratio) in single_reader(&runtime, quick) {
+            table.add(name, &[ns, ratio]);
+        }
+    }
+    if runs > 1 {
+        table.print(runs);
+    }
     scaling(&runtime, quick);
     contended(&runtime, quick);
 }
@@ -85,7 +101,8 @@ fn spawn_refresher(runtime: &tokio::runtime::Runtime) -> TokenHandle {
 
 // ----- part 1 -----
 
-fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
+/// Part 1, once: per read style, its name, median ns and median ratio to the floor.
+fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) -> Vec<(&'static str, f64, f64)> {
     let (rounds, iterations) = if quick { (1, 1_000) } else { (21, 200_000) };
     let handle = spawn_refresher(runtime);
     let near_expiry = spawn_near_expiry_refresher(runtime);
@@ -139,13 +156,19 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
         "tokenwarden with_current() (borrowed)",
         "tokenwarden authorization_header() (prebuilt)",
     ];
-    println!("\n## One reader: ns per read ({rounds} interleaved rounds of {iterations})\n");
+    println!(
+        "\n## One reader: ns per read ({rounds} interleaved rounds of {iterations}) on {}; the floor took {:.1} ns\n",
+        runs::cpu_model(),
+        median(&samples[0])
+    );
     println!(
         "| read | median ns | min ns | x floor (median of per-round ratios) | x floor, min-max |"
     );
     println!("|---|---:|---:|---:|---:|");
+    let mut figures = Vec::new();
     for (name, times) in names.iter().zip(&samples) {
         let ratios: Vec<f64> = times.iter().zip(&samples[0]).map(|(t, f)| t / f).collect();
+        figures.push((*name, median(times), median(&ratios)));
         println!(
             "| {name} | {:.1} | {:.1} | {:.2} | {:.2}-{:.2} |",
             median(times),
@@ -157,6 +180,7 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) {
     }
     handle.shutdown();
     near_expiry.shutdown();
+    figures
 }
 
 /// A refresher whose token is always within 5 s of expiry: 4 s tokens renewed only at expiry,
@@ -306,7 +330,9 @@ fn scaling(runtime: &tokio::runtime::Runtime, quick: bool) {
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "\n## One credential read by 1, 2, 4 and 8 threads at once, on {cores} cores: million reads per second, median of {runs} runs (min-max)\n"
+        "\n## One credential read by 1, 2, 4 and 8 threads at once, on {cores} cores of {}: million reads per second, median of {runs} runs (min-max); the guard floor took {:.1} ns per read on 1 thread\n",
+        runs::cpu_model(),
+        1e9 / median(&rates[0][0])
     );
     println!(
         "| read | 1 thread | 2 threads | 4 threads | 8 threads | 2 threads / 1 (min-max) | 1 thread, x guard floor (min-max) |"

@@ -7,6 +7,7 @@
 //! cargo bench --bench scale -- registry       # one: plain, subscribed or registry
 //! COUNT=100000 cargo bench --bench scale      # fewer credentials
 //! LIFETIME_SECS=600 CYCLES=1 cargo bench --bench scale -- plain   # a gentler refresh rate
+//! RUNS=5 cargo bench --bench scale            # five runs of each, then medians and min-max
 //! ```
 //!
 //! Each credential has a no-network source issuing tokens that live 60 to 80 s (spread by key,
@@ -17,6 +18,8 @@
 
 #[path = "support/rss.rs"]
 mod rss;
+#[path = "support/runs.rs"]
+mod runs;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -25,6 +28,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokenwarden::{FetchError, FetchReason, RefreshPolicy, Refresher, Token, TokenHandle};
+
+/// The figures each run reports, in the order of its `figures:` line.
+const FIGURES: [&str; 6] = [
+    "RSS per idle credential (bytes)",
+    "lateness p50 (ms)",
+    "p99 (ms)",
+    "CPU per refresh (us)",
+    "tokens found expired",
+    "spawn (credentials per second)",
+];
 
 /// What else holds the credentials.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,15 +65,31 @@ fn main() {
         .collect();
     if chosen.is_empty() {
         // Each setup in a process of its own, so that one's memory does not hide another's.
-        for (name, _) in SETUPS {
-            let mut child =
-                std::process::Command::new(std::env::current_exe().expect("this bench"));
-            child.arg(name);
-            if !quick {
-                child.arg("--bench");
+        let runs = if quick { 1 } else { runs::count() };
+        let mut table = runs::Table::new(&FIGURES);
+        for _ in 0..runs {
+            for (name, _) in SETUPS {
+                let mut child =
+                    std::process::Command::new(std::env::current_exe().expect("this bench"));
+                child.arg(name).stdout(std::process::Stdio::piped());
+                if !quick {
+                    child.arg("--bench");
+                }
+                let output = child.output().expect("the bench runs");
+                let printed = String::from_utf8_lossy(&output.stdout);
+                print!("{printed}");
+                assert!(output.status.success(), "{name}: {}", output.status);
+                if let Some(figures) = printed.lines().find_map(|l| l.strip_prefix("figures: ")) {
+                    let values: Vec<f64> = figures
+                        .split(' ')
+                        .map(|v| v.parse().unwrap_or(f64::NAN))
+                        .collect();
+                    table.add(name, &values);
+                }
             }
-            let status = child.status().expect("the bench runs");
-            assert!(status.success(), "{name}: {status}");
+        }
+        if runs > 1 {
+            table.print(runs);
         }
         return;
     }
@@ -239,7 +268,10 @@ async fn run(count: usize, cycles: u32, setup: Setup) {
     };
     let valid_now = handles.iter().filter(|h| h.current().is_ok()).count();
 
-    println!("\n## {count} credentials ({setup:?}), {cycles} refresh cycles, 2 worker threads\n");
+    println!(
+        "\n## {count} credentials ({setup:?}), {cycles} refresh cycles, 2 worker threads, on {}\n",
+        runs::cpu_model()
+    );
     println!("| measure | value |");
     println!("|---|---:|");
     println!(
@@ -272,6 +304,14 @@ async fn run(count: usize, cycles: u32, setup: Setup) {
         record.expired_before_refresh.load(Ordering::Relaxed)
     );
     println!("| valid tokens at the end | {valid_now} / {count} |");
+    println!(
+        "figures: {per_credential:.0} {:.3} {:.3} {:.2} {} {:.0}",
+        at(0.5) as f64 / 1e3,
+        at(0.99) as f64 / 1e3,
+        cpu.as_secs_f64() * 1e6 / refreshes.max(1) as f64,
+        record.expired_before_refresh.load(Ordering::Relaxed),
+        count as f64 / spawn_time.as_secs_f64()
+    );
     black_box((&handles, &warm));
     registry.shutdown();
     for handle in &handles {

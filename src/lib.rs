@@ -15,7 +15,7 @@
 //! Secrets never appear in `Debug`, `Display`, errors or logs: [`Token`] redacts them, and the
 //! refresher logs only metadata.
 //!
-//! # A credential in five lines
+//! # A credential, start to shutdown
 //!
 //! ```
 //! use std::time::Duration;
@@ -183,6 +183,7 @@ mod token;
 pub use clock::Clock;
 pub use error::{ConfigError, Error, FetchError, FetchErrorKind};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use integrations::RequestBuilderExt;
 pub use policy::{Backoff, RefreshPolicy};
 pub use refresher::{Event, Refresher, RefresherBuilder, TokenHandle, TokenState};
@@ -190,6 +191,7 @@ pub use registry::{KeyedEvent, Registry, RegistryBuilder};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use source::{FetchContext, FetchFuture, FetchReason, FnSource, TokenSource, from_fn};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use sources::{ApiKeyExchange, ClientCredentials, RefreshTokenGrant};
 pub use store::{FileStore, StoreError, TokenStore};
 pub use token::Token;

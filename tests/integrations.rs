@@ -95,6 +95,50 @@ async fn forbidden_invalid_token(
     }
 }
 
+/// How a token endpoint fails after its first token.
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
+#[derive(Clone, Copy, Debug)]
+pub enum AfterFirst {
+    /// Accepts the connection and never answers.
+    BlackHole,
+    /// Answers 503 with `Retry-After: 1000000000`.
+    RetryAfterForever,
+}
+
+/// A raw token endpoint on loopback: the first request gets a token (an hour), every later one
+/// fails as `mode` says. Returns its URL.
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
+pub async fn token_endpoint_failing_after_first(mode: AfterFirst) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut first = true;
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = [0u8; 4096];
+            let _ = socket.read(&mut buffer).await;
+            let answer = if std::mem::take(&mut first) {
+                let body = r#"{"access_token":"first-token","expires_in":3600}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                match mode {
+                    AfterFirst::BlackHole => {
+                        held.push(socket); // never answered, never closed
+                        continue;
+                    }
+                    AfterFirst::RetryAfterForever => "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1000000000\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+                }
+            };
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
 async fn start() -> (String, Arc<Api>, TokenHandle) {
     let api = Arc::new(Api::default());
     let app = Router::new()
@@ -358,5 +402,54 @@ mod middleware {
             .unwrap_err();
         assert!(error.to_string().contains("stopped"), "{error}");
         assert_eq!(api.resource_calls(), 0);
+    }
+
+    /// A token endpoint that black-holes, or asks to be left alone for 31 years, after the
+    /// first token; the resource server rejects every token. A request with its own timeout
+    /// waits no longer than it allows; one without waits at most the default 2 s, not the
+    /// endpoint's 30 s timeout nor the `Retry-After`.
+    #[tokio::test]
+    async fn a_request_never_waits_longer_than_it_allows() {
+        use std::time::{Duration, Instant};
+        for mode in [AfterFirst::BlackHole, AfterFirst::RetryAfterForever] {
+            let (base, api, _handle) = start().await;
+            api.reject_everything.store(true, Ordering::SeqCst);
+            let url = token_endpoint_failing_after_first(mode).await;
+            let source = ClientCredentials::builder(url, "id", "secret")
+                .build()
+                .unwrap();
+            let handle = Refresher::builder(source).name("bounded").spawn();
+            handle.ready().await.unwrap();
+            let client = client(&handle);
+
+            let started = Instant::now();
+            let response = client
+                .get(format!("{base}/resource"))
+                .timeout(Duration::from_millis(800))
+                .send()
+                .await
+                .unwrap();
+            let own = started.elapsed();
+            assert_eq!(response.status(), 401, "{mode:?}: the server's answer");
+            assert!(
+                own < Duration::from_millis(1_500),
+                "{mode:?}: {own:?} for an 800 ms request"
+            );
+
+            let started = Instant::now();
+            let response = client.get(format!("{base}/resource")).send().await.unwrap();
+            let default = started.elapsed();
+            assert_eq!(response.status(), 401, "{mode:?}");
+            assert!(
+                default < Duration::from_secs(4),
+                "{mode:?}: {default:?}, at most 2 s"
+            );
+            if let AfterFirst::BlackHole = mode {
+                // Nothing answers: the request waited the whole default, and no more. (A
+                // refused fetch answers the waiting request at once.)
+                assert!(default >= Duration::from_millis(1_900), "{default:?}");
+            }
+            handle.shutdown();
+        }
     }
 }

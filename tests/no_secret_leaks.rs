@@ -126,7 +126,7 @@ async fn a_full_rotation_at_trace_level_leaks_no_secret() {
                 .unwrap()
                 .to_owned(),
         );
-        printed.push(format!("{event:?} {event:#?}"));
+        printed.push(format!("{event:?} {event:#?} {event}"));
         if let Event::RefreshFailed { error, .. } = &event {
             printed.push(error.to_string());
         }

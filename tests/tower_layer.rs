@@ -167,3 +167,78 @@ async fn a_hyper_request_with_a_clonable_body_is_retried_once_with_the_new_token
     );
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
 }
+
+/// A token endpoint that hangs, or asks to be left alone for 31 years, after the first token;
+/// the server rejects every token. A call with a `grpc-timeout` (tonic's
+/// `Request::set_timeout`) waits no longer than it allows; one without at most the default 2 s.
+#[tokio::test]
+async fn a_call_never_waits_longer_than_its_grpc_timeout() {
+    use axum::http::StatusCode;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use std::time::Instant;
+    use tower::ServiceExt;
+
+    let app = axum::Router::new().route(
+        "/things",
+        axum::routing::post(|| async { (StatusCode::UNAUTHORIZED, "expired") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/things", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    for retry_after in [false, true] {
+        let fetches = Arc::new(AtomicU32::new(0));
+        let counted = fetches.clone();
+        let source = tokenwarden::from_fn(move |_ctx| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    return Ok(Token::new("token-1").expires_in(Duration::from_secs(600)));
+                }
+                if retry_after {
+                    return Err(
+                        FetchError::transient("https://auth.test/token answered 503")
+                            .with_retry_after(Duration::from_secs(1_000_000_000)),
+                    );
+                }
+                std::future::pending().await
+            }
+        });
+        let handle = Refresher::builder(source).spawn();
+        handle.ready().await.unwrap();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let service = TokenAuthLayer::new(handle.clone())
+            .retry_cloned_bodies()
+            .layer(client);
+
+        let request = http::Request::post(&url)
+            .header("grpc-timeout", "800m")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let started = Instant::now();
+        let response = service.clone().oneshot(request).await.unwrap();
+        let own = started.elapsed();
+        assert_eq!(response.status(), 401);
+        assert!(
+            own < Duration::from_millis(1_500),
+            "{own:?} for an 800 ms call"
+        );
+
+        let request = http::Request::post(&url)
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let started = Instant::now();
+        let response = service.oneshot(request).await.unwrap();
+        let default = started.elapsed();
+        assert_eq!(response.status(), 401);
+        assert!(default < Duration::from_secs(4), "{default:?}: at most 2 s");
+        if !retry_after {
+            // The fetch hangs: the call waited the whole default, and no more.
+            assert!(default >= Duration::from_millis(1_900), "{default:?}");
+        }
+        handle.shutdown();
+    }
+}

@@ -19,11 +19,15 @@ use crate::{Token, TokenHandle};
 ///   but the refresher is still told, so the next request carries a new token.
 /// - Many concurrent requests rejected with the same old token cause exactly one refresh. A
 ///   rejected request waits at most [`max_refresh_wait`](TokenAuth::max_refresh_wait) (default
-///   10 s) for the new token; then the server's 401 is handed back.
+///   2 s) for the new token; then the server's 401 is handed back.
 /// - With no valid token (still starting, or an outage outlived it) the request fails at once
 ///   with the handle's [`Error`](crate::Error) (as the middleware error), without being sent;
 ///   [`wait_for_token`](TokenAuth::wait_for_token) lets it wait a bounded time instead.
-/// - Every wait ends when the caller drops the request's future (e.g. its own timeout).
+/// - **No wait outlasts the request's own timeout** (`RequestBuilder::timeout`): both waits
+///   are cut to what is left of it. A timeout set only on the `reqwest::Client` is not visible
+///   to a middleware: it bounds each send, not the waits, which is why the defaults are short
+///   (0 s and 2 s: a retry after a 2 s wait still fits a 5 s client timeout).
+/// - Every wait ends when the caller drops the request's future.
 ///
 /// ```no_run
 /// use reqwest_middleware::ClientBuilder;
@@ -50,20 +54,22 @@ impl TokenAuth {
         TokenAuth {
             handle,
             wait_for_token: Duration::ZERO,
-            max_refresh_wait: Duration::from_secs(10),
+            max_refresh_wait: super::DEFAULT_REFRESH_WAIT,
         }
     }
 
-    /// With no valid token, wait up to this long for one before failing the request. Default
-    /// zero: fail at once, so a caller's own deadline decides.
+    /// With no valid token, wait up to this long for one before failing the request (never
+    /// longer than the request's own timeout). Default zero: fail at once.
     pub fn wait_for_token(mut self, wait: Duration) -> TokenAuth {
         self.wait_for_token = wait;
         self
     }
 
     /// How long a rejected request waits for the refresher's new token before the server's
-    /// 401 is handed back. Default 10 s: the token endpoint may be slow, or have asked us to
-    /// wait (`Retry-After`); a caller's request must not hang on it for as long.
+    /// 401 is handed back (never longer than what is left of the request's own timeout).
+    /// Default 2 s: a healthy token endpoint answers well within it, and a slow or failing one
+    /// (or one that asked for a long `Retry-After`) must not hold every request; a retry after
+    /// the whole wait still fits in a 5 s client timeout.
     pub fn max_refresh_wait(mut self, wait: Duration) -> TokenAuth {
         self.max_refresh_wait = wait;
         self
@@ -84,9 +90,12 @@ impl Middleware for TokenAuth {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
+        let started = tokio::time::Instant::now();
+        let own_timeout = request.timeout().copied();
+        let budget = |configured| super::wait_budget(configured, own_timeout, started);
         let (token, header) = self
             .handle
-            .authorized_within(self.wait_for_token)
+            .authorized_within(budget(self.wait_for_token))
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let retry = request.try_clone();
@@ -96,7 +105,8 @@ impl Middleware for TokenAuth {
             return Ok(response);
         }
         // Refresh even if this request cannot be retried, so the next one succeeds.
-        let fresh = tokio::time::timeout(self.max_refresh_wait, self.handle.reject(&token)).await;
+        let wait = budget(self.max_refresh_wait);
+        let fresh = tokio::time::timeout(wait, self.handle.reject(&token)).await;
         let Ok(Ok(fresh)) = fresh else {
             return Ok(response); // no new token in time: the server's answer stands
         };

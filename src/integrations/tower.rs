@@ -30,9 +30,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///   carries the new token. [`retry_cloned_bodies`](TokenAuthLayer::retry_cloned_bodies)
 ///   retries requests whose body is `Clone` (`String`, `Bytes`, `Full<Bytes>`).
 /// - Concurrent rejections of the same token cause one refresh; a rejected request waits at
-///   most [`max_refresh_wait`](TokenAuthLayer::max_refresh_wait) (default 10 s) for it.
+///   most [`max_refresh_wait`](TokenAuthLayer::max_refresh_wait) (default 2 s) for it.
 /// - With no valid token the call fails at once with the handle's error, unsent;
 ///   [`wait_for_token`](TokenAuthLayer::wait_for_token) lets it wait a bounded time.
+/// - No wait outlasts the request's own timeout where it has one: a gRPC call's
+///   `grpc-timeout` header (tonic's `Request::set_timeout`) cuts both waits to what is left.
 ///
 /// ```no_run
 /// # #[cfg(feature = "tower")] {
@@ -68,7 +70,7 @@ impl TokenAuthLayer<NoReplay> {
                 handle,
                 replay: NoReplay,
                 wait_for_token: Duration::ZERO,
-                max_refresh_wait: Duration::from_secs(10),
+                max_refresh_wait: super::DEFAULT_REFRESH_WAIT,
             }),
         }
     }
@@ -108,7 +110,8 @@ impl<R: Clone> TokenAuthLayer<R> {
     }
 
     /// How long a rejected request waits for the new token before the server's answer is
-    /// handed back. Default 10 s.
+    /// handed back (never longer than what is left of a gRPC call's `grpc-timeout`). Default
+    /// 2 s: a retry after the whole wait still fits a 5 s deadline.
     pub fn max_refresh_wait(self, wait: Duration) -> TokenAuthLayer<R> {
         self.with(|c| Config {
             max_refresh_wait: wait,
@@ -198,9 +201,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let config = self.config.clone();
         Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            let own_timeout = super::grpc_timeout(request.headers());
+            let budget = |configured| super::wait_budget(configured, own_timeout, started);
             let (token, header) = config
                 .handle
-                .authorized_within(config.wait_for_token)
+                .authorized_within(budget(config.wait_for_token))
                 .await?;
             let retry = config.replay.replay(&request);
             request.headers_mut().insert(AUTHORIZATION, header);
@@ -209,8 +215,8 @@ where
                 return Ok(response);
             }
             // Refresh even if this request cannot be replayed, so the next call succeeds.
-            let fresh =
-                tokio::time::timeout(config.max_refresh_wait, config.handle.reject(&token)).await;
+            let wait = budget(config.max_refresh_wait);
+            let fresh = tokio::time::timeout(wait, config.handle.reject(&token)).await;
             let (Ok(Ok(fresh)), Some(mut retry)) = (fresh, retry) else {
                 return Ok(response);
             };

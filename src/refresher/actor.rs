@@ -110,8 +110,15 @@ pub(crate) struct Actor {
     /// The last failure, while its retry is waiting: what the backoff was decided from.
     /// Boxed: only failing credentials have one, and idle ones are what a large process holds.
     retry: Option<Box<Retry>>,
-    /// A reader found no valid token since the last fetch started.
-    readers_waiting: bool,
+    /// When a reader last found no valid token.
+    reader_waited_at: Option<Instant>,
+    /// The read before that was within `max_retry_while_waiting` of it: readers keep asking.
+    /// A failure is decided (and announced) with readers waiting when they keep asking and
+    /// the last one asked within `max_retry_while_waiting`: then they are still waiting when
+    /// the fetch fails, whether or not one read while it ran. A lone read is not taken for a
+    /// waiting reader (it still brings a waiting retry forward, and says so), so sparse reads
+    /// do not keep a failing endpoint probed every few seconds.
+    readers_keep_asking: bool,
     /// Why the next fetch happens, when something other than the schedule asked for it.
     next_reason: Option<FetchReason>,
     next_fetch: Option<Instant>,
@@ -138,7 +145,8 @@ impl Actor {
             failures: 0,
             streak: 0,
             retry: None,
-            readers_waiting: false,
+            reader_waited_at: None,
+            readers_keep_asking: false,
             next_reason: None,
             next_fetch: None,
             next_attempt: None,
@@ -287,7 +295,11 @@ impl Actor {
             self.refresh_if_overdue();
             return;
         }
-        self.readers_waiting = true;
+        let window = self.policy().max_retry_while_waiting;
+        self.readers_keep_asking = self
+            .reader_waited_at
+            .is_some_and(|at| at.elapsed() <= window);
+        self.reader_waited_at = Some(Instant::now());
         let Some(retry) = &self.retry else {
             return; // a fetch is under way, or nothing is to be retried
         };
@@ -307,12 +319,14 @@ impl Actor {
         }
         let at = failed_at + delay;
         if self.next_fetch.is_none_or(|next| at < next) {
-            debug!(
-                next_attempt_in = %Readable(at.saturating_duration_since(Instant::now())),
+            let retry_in = at.saturating_duration_since(Instant::now());
+            info!(
+                retry_in = %Readable(retry_in),
                 "readers are waiting for a token: retrying sooner"
             );
             self.set_next_fetch(at);
             self.publish();
+            self.emit(Event::RetryRescheduled { retry_in });
             if at <= Instant::now() {
                 self.on_timer();
             }
@@ -409,7 +423,6 @@ impl Actor {
         self.next_fetch = None;
         self.next_attempt = None;
         self.retry = None;
-        self.readers_waiting = false;
 
         let previous = self.token.clone();
         // With a shared cap, the most urgent credential fetches first: the one whose token
@@ -510,6 +523,8 @@ impl Actor {
         self.streak = 0;
         self.last_error = None;
         self.retry = None;
+        self.reader_waited_at = None;
+        self.readers_keep_asking = false;
         self.next_reason = None;
         self.not_before = None;
         self.initial = false;
@@ -557,7 +572,10 @@ impl Actor {
             permanent: error.is_permanent(),
             retry_after: error.retry_after(),
             time_left: self.valid_token().and_then(|token| usable_for(token, now)),
-            readers_waiting: self.readers_waiting,
+            readers_waiting: self.readers_keep_asking
+                && self
+                    .reader_waited_at
+                    .is_some_and(|at| at.elapsed() <= self.policy().max_retry_while_waiting),
             fleet_probe: error.is_fleet_probe(),
         };
         let sample = fastrand::f64();
@@ -754,7 +772,7 @@ async fn fetch_and_keep(
         Ok(Ok(result)) => result,
         Ok(Err(_panic)) => Err(FetchError::transient(format!("{from} panicked"))),
         Err(_elapsed) => Err(FetchError::transient(format!(
-            "fetching a token for `{name}` timed out after {}",
+            "{from} did not answer within {} (the policy's fetch_timeout)",
             Readable(timeout)
         ))),
     };

@@ -21,14 +21,15 @@ use crate::{ConfigError, FetchError};
 /// use tokenwarden::sources::HttpOptions;
 ///
 /// let options = HttpOptions::new()
-///     .client(reqwest::Client::new()) // your TLS, proxy and timeout settings
+///     .client_builder(reqwest::Client::builder()) // your TLS, proxy and timeout settings
 ///     .timeout(Duration::from_secs(10))
 ///     .max_body_bytes(64 * 1024);
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
-    client: Option<Client>,
+    /// The caller's client (built with redirects off), or why it could not be built.
+    client: Option<Result<Client, String>>,
     timeout: Duration,
     max_body_bytes: usize,
     allow_insecure_http: bool,
@@ -60,17 +61,22 @@ impl HttpOptions {
         HttpOptions::default()
     }
 
-    /// Sends requests with this client, so its TLS, proxy, timeout and `User-Agent` settings
-    /// apply. Without one, a client is built that sends `User-Agent: tokenwarden/<version>` and
-    /// does not follow redirects (a token endpoint that redirects is misconfigured, and
-    /// credentials must not follow a redirect).
+    /// Sends requests with a client built from `builder`, so its TLS, proxy, timeout and
+    /// `User-Agent` settings apply. Its redirect policy is replaced by
+    /// `reqwest::redirect::Policy::none()`: a request that carries a credential (a client
+    /// secret, a refresh token, an assertion) never follows a redirect, so it never reaches
+    /// another origin, whatever the builder said. Without a builder, tokenwarden builds its own
+    /// client, which sends `User-Agent: tokenwarden/<version>` and follows no redirect either.
     ///
-    /// Build your client with `reqwest::redirect::Policy::none()`. If it follows redirects
-    /// (reqwest's default), the answer of a redirected request is refused with a permanent
-    /// error, whatever it says; but the request has already reached the redirect's target,
-    /// with a form body's secrets on a 307 or 308 (reqwest drops `Authorization` across hosts).
-    pub fn client(mut self, client: Client) -> HttpOptions {
-        self.client = Some(client);
+    /// # Errors
+    ///
+    /// If the builder cannot build a client, the source's `build()` says why.
+    pub fn client_builder(mut self, builder: reqwest::ClientBuilder) -> HttpOptions {
+        let built = builder
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string());
+        self.client = Some(built);
         self
     }
 
@@ -98,7 +104,8 @@ impl HttpOptions {
     /// requires a certificate. Build it for the TLS backend in use: with `rustls` (the default),
     /// `reqwest::Identity::from_pem(cert_and_key_pem)`; with only `native-tls`,
     /// `reqwest::Identity::from_pkcs8_pem(cert_pem, key_pem)`. Applies to the client
-    /// tokenwarden builds; with [`client`](HttpOptions::client), set it on your client instead.
+    /// tokenwarden builds; with [`client_builder`](HttpOptions::client_builder), set it on your
+    /// builder instead.
     #[cfg(any(feature = "rustls", feature = "native-tls"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
     pub fn identity(mut self, identity: reqwest::Identity) -> HttpOptions {
@@ -198,7 +205,13 @@ impl Endpoint {
             }
         }
         let client = match &options.client {
-            Some(client) => client.clone(),
+            Some(Ok(client)) => client.clone(),
+            Some(Err(why)) => {
+                return Err(ConfigError::new(format!(
+                    "{what} {shown}: the client builder given to HttpOptions::client_builder \
+                     could not build a client: {why}"
+                )));
+            }
             None => own_client(options)
                 .map_err(|e| ConfigError::new(format!("could not build an HTTP client: {e}")))?,
         };
@@ -247,17 +260,14 @@ impl Endpoint {
                     transport(&e)
                 ))))
             })?;
-            // A caller's client may follow redirects; the answer of another URL is never
-            // taken for the token endpoint's (it may be an attacker's token).
+            // No client here follows redirects; should one ever answer for another URL, that
+            // answer is never taken for the token endpoint's (it may be an attacker's token).
             if !same_endpoint(response.url(), &self.url) {
                 return Err(Rejection {
                     status: Some(response.status()),
                     code: None,
                     error: FetchError::permanent(scrub(format!(
-                        "{}: the request was redirected to {}, whose answer is refused; \
-                         token endpoints must not redirect (the client given to \
-                         HttpOptions::client follows redirects: build it with \
-                         reqwest::redirect::Policy::none())",
+                        "{}: the answer came from {}, and is refused",
                         self.shown,
                         shown(response.url())
                     ))),

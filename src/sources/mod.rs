@@ -7,7 +7,8 @@
 //! | [`RefreshTokenGrant`] | OAuth2 refresh-token grant with rotation (RFC 6749 section 6) |
 //! | [`StaticToken`], [`FileToken`] | a fixed token; a file something else rotates |
 //!
-//! The HTTP sources share their rules: a caller's `reqwest::Client` or a default one, a bound
+//! The HTTP sources share their rules: a client from the caller's `reqwest::ClientBuilder` or
+//! a default one (neither follows redirects), a bound
 //! on each exchange (30 s) and on the answer's size (1 MiB), https except to loopback
 //! addresses, RFC 6749 errors parsed and classified (transient or permanent, `Retry-After`
 //! honoured), and messages that name the endpoint but never contain the key, the client secret
@@ -44,27 +45,35 @@ mod token_exchange;
 
 pub use crate::ConfigError;
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use api_key::{ApiKeyExchange, ApiKeyExchangeBuilder};
 #[cfg(feature = "signing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
 pub use assertion::{ServiceAccountKey, SigningKey};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use discovery::Issuer;
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use http::HttpOptions;
 #[cfg(feature = "signing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
 pub use jwt_bearer::{JwtBearer, JwtBearerBuilder};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use oauth::{BodyFormat, ClientAuth, Credential};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use refresh_token::{RefreshTokenGrant, RefreshTokenGrantBuilder};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use secret::Secret;
 pub use static_token::{FileToken, StaticToken};
 #[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use token_exchange::{
     SubjectToken, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TokenExchange,
     TokenExchangeBuilder,

@@ -327,7 +327,7 @@ pub(crate) fn check_credential(
         Credential::Secret(secret) if secret.is_empty_value() => "the client secret is empty",
         Credential::MutualTls if !http.can_present_a_certificate() => {
             "mutual TLS needs a client certificate: set HttpOptions::identity (or give \
-             HttpOptions::client a client built with one)"
+             HttpOptions::client_builder a builder with one)"
         }
         _ => return Ok(()),
     };

@@ -742,3 +742,71 @@ fn test_certificates() -> Option<tempfile::TempDir> {
     }
     Some(dir)
 }
+
+/// `check()` at startup fails a deploy with a wrong address, password or key at once, naming
+/// the cause and the address (never the password); a right configuration passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_a_deploy_with_a_wrong_url_password_or_key() {
+    use tokenwarden::fleet::{FleetErrorKind, FleetStore};
+    let acl = ["--requirepass", "the-PASSWORD"];
+    let Some(redis) = RedisServer::start_with(&acl, ":the-PASSWORD@") else {
+        return;
+    };
+    let key = [5u8; 32];
+    let good = redis.fleet("checked").with_key(key);
+    good.check().await.expect("a right configuration passes");
+    // Something sealed with the right key, for the wrong key to fail on.
+    let mints = Arc::new(AtomicU32::new(0));
+    replica(
+        redis.fleet("checked").with_key(key),
+        counting_source(&mints),
+    )
+    .ready()
+    .await
+    .unwrap();
+
+    let address = redis.url.rsplit('@').next().unwrap().trim_end_matches('/');
+    let closed = free_port();
+    let cases = [
+        (
+            RedisFleet::new(
+                redis::Client::open(format!("redis://127.0.0.1:{closed}/")).unwrap(),
+                "checked",
+            ),
+            FleetErrorKind::Unreachable,
+            format!("127.0.0.1:{closed}"),
+        ),
+        (
+            RedisFleet::new(
+                redis::Client::open(redis.url.replace("the-PASSWORD", "not-it")).unwrap(),
+                "checked",
+            ),
+            FleetErrorKind::Authentication,
+            address.to_owned(),
+        ),
+        (
+            redis.fleet("checked").with_key([6u8; 32]),
+            FleetErrorKind::KeyMismatch,
+            address.to_owned(),
+        ),
+    ];
+    for (fleet, kind, named) in cases {
+        let started = std::time::Instant::now();
+        let error = fleet
+            .check()
+            .await
+            .expect_err("a wrong configuration fails");
+        assert_eq!(error.kind(), kind, "{error}");
+        let text = error.to_string();
+        assert!(text.contains(&named), "names {named}: {text}");
+        assert!(
+            !text.contains("PASSWORD") && !text.contains("not-it"),
+            "{text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{kind}: answered at once, not after a stall ({:?})",
+            started.elapsed()
+        );
+    }
+}

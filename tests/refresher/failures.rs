@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokenwarden::{Error, Event, FetchError, FetchErrorKind, TokenState};
+use tokenwarden::{Clock, Error, Event, FetchError, FetchErrorKind, Refresher, TokenState};
 use tokio::time::Instant;
 
 use crate::support::*;
@@ -183,15 +183,26 @@ async fn ready_never_shortcuts_the_backoff_and_the_state_tells_the_next_attempt(
         async move { handle.ready().await }
     });
     for _ in 0..6 {
-        let Event::RefreshFailed { retry_in, .. } = next_event(&mut events).await else {
-            panic!("expected a failure");
+        let mut announced = loop {
+            match next_event(&mut events).await {
+                Event::RefreshFailed { retry_in, .. } => break retry_in.unwrap(),
+                Event::RetryRescheduled { .. } => continue, // the previous wait's
+                other => panic!("expected a failure, got {other:?}"),
+            }
         };
         settle().await; // the waiting reader reacts to the new state
+        while let Ok(event) = events.try_recv() {
+            if let Event::RetryRescheduled { retry_in } = event {
+                announced = retry_in; // brought forward, and said so
+            }
+        }
         let next = handle.state().next_attempt().expect("a next attempt");
         let next_in = next.duration_since(clock.now()).unwrap();
-        // The event told the schedule without readers; the state tells the true next attempt,
-        // brought forward by the waiting reader only as far as the 5 s cap.
-        assert!(next_in <= retry_in.unwrap());
+        // What was announced last is the true next attempt, capped at 5 s for the reader.
+        assert!(
+            next_in.abs_diff(announced) <= Duration::from_millis(1),
+            "{next_in:?} vs {announced:?}"
+        );
         assert!(next_in <= secs(5), "{next_in:?}");
     }
     // Attempts at 0, 1, 3, 7, 12, 17: the schedule with the readers' cap, nothing sooner.
@@ -345,7 +356,7 @@ async fn a_hanging_source_times_out() {
     assert!(error.is_transient());
     assert_eq!(
         error.to_string(),
-        "fetching a token for `test-api` timed out after 30s"
+        "the token source of `test-api` did not answer within 30s (the policy's fetch_timeout)"
     );
     assert!(matches!(
         handle.current(),
@@ -450,4 +461,139 @@ async fn fleet_outage_load_stays_within_the_formula() {
             handle.shutdown();
         }
     }
+}
+
+/// What the refresher announced about its next try (`RefreshFailed::retry_in`, then any
+/// `RetryRescheduled`), each checked against the state's `next_attempt()` and paired with when
+/// the next fetch really started.
+async fn announcements_against_real_gaps(with_reader: bool) {
+    let source = Scripted::new(down());
+    let mut policy = exact_policy();
+    policy.backoff.jitter = 0.2; // real jitter: the announcement must carry it too
+    let clock = Clock::tokio();
+    let handle = Refresher::builder(source.clone())
+        .name("test-api")
+        .policy(policy)
+        .clock(clock.clone())
+        .spawn();
+    let mut events = handle.subscribe();
+    let start = Instant::now();
+    let reader = with_reader.then(|| {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = handle.current();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
+    // Per failed attempt: when it was announced and the announced time of the next try (from
+    // the start; a reschedule replaces it).
+    let mut announced: Vec<(u32, Duration, Duration)> = Vec::new();
+    let (mut reschedules, until) = (0, start + secs(600));
+    loop {
+        let Ok(Ok(event)) = tokio::time::timeout_at(until, events.recv()).await else {
+            break;
+        };
+        let now = start.elapsed();
+        let wait = match event {
+            Event::RefreshFailed {
+                attempt,
+                retry_in: Some(wait),
+                ..
+            } => {
+                announced.push((attempt, now, now + wait));
+                wait
+            }
+            Event::RetryRescheduled { retry_in } => {
+                reschedules += 1;
+                let last = announced.last_mut().expect("a failure was announced first");
+                assert!(
+                    now + retry_in < last.2,
+                    "a reschedule moves the try earlier"
+                );
+                last.2 = now + retry_in;
+                retry_in
+            }
+            _ => continue,
+        };
+        let by_state = handle
+            .state()
+            .next_attempt()
+            .expect("the state says it too");
+        let by_state = by_state.duration_since(clock.now()).unwrap_or_default();
+        assert!(
+            by_state.abs_diff(wait) <= Duration::from_millis(1),
+            "{by_state:?} vs {wait:?}"
+        );
+    }
+    if let Some(reader) = reader {
+        reader.abort();
+    }
+    let starts = source.started_at();
+    assert!(announced.len() >= 9, "{} failures", announced.len());
+    let mut paired = 0;
+    for (attempt, when, at) in &announced {
+        let Some(real) = starts.get(*attempt as usize) else {
+            continue; // that try falls after the window
+        };
+        paired += 1;
+        let tolerance = Duration::from_millis(100).max((*at - *when) / 10);
+        assert!(
+            real.abs_diff(*at) <= tolerance,
+            "after attempt {attempt}: announced for {at:?}, started at {real:?} (reader: {with_reader})"
+        );
+    }
+    assert!(paired >= 8, "{paired} announcements paired with a fetch");
+    // With a reader there from the start, every wait is decided with it in mind: nothing to
+    // reschedule after the first failure (whose wait, 1 s, is under the readers' cap anyway).
+    if with_reader {
+        assert_eq!(reschedules, 0);
+    }
+}
+
+/// `RefreshFailed::retry_in`, `RetryRescheduled` (when a read brings a try forward) and the
+/// state's `next_attempt()` say when the endpoint next sees a request: with a reader every
+/// 50 ms, and without readers.
+#[tokio::test(start_paused = true)]
+async fn every_announced_retry_is_when_the_next_fetch_starts() {
+    announcements_against_real_gaps(true).await;
+    announcements_against_real_gaps(false).await;
+}
+
+/// A reader that arrives during a long wait brings the try forward, and says so: an event with
+/// the new time, which the next fetch keeps.
+#[tokio::test(start_paused = true)]
+async fn a_reader_arriving_late_reschedules_the_retry_and_says_so() {
+    let source = Scripted::new(down());
+    let handle = builder(&source).spawn();
+    let mut events = handle.subscribe();
+    // Six failures without readers: the waits grow 1, 2, 4, 8, 16, 32 s.
+    let mut failures = Vec::new();
+    while failures.len() < 6 {
+        if let Event::RefreshFailed {
+            retry_in: Some(wait),
+            ..
+        } = events.recv().await.unwrap()
+        {
+            failures.push(wait);
+        }
+    }
+    assert_eq!(failures.last(), Some(&secs(32)));
+    let read_at = Instant::now();
+    assert!(handle.current().is_err());
+    let Event::RetryRescheduled { retry_in } = events.recv().await.unwrap() else {
+        panic!("the reschedule is announced");
+    };
+    assert_eq!(retry_in, secs(5), "the readers' cap");
+    loop {
+        if let Event::RefreshFailed { .. } = events.recv().await.unwrap() {
+            break;
+        }
+    }
+    let real = read_at.elapsed();
+    assert!(
+        real.abs_diff(retry_in) <= Duration::from_millis(100),
+        "{real:?} vs {retry_in:?}"
+    );
 }

@@ -131,12 +131,9 @@ async fn a_missing_lifetime_takes_the_configured_default() {
 async fn a_callers_client_is_used() {
     let server = Server::start().await;
     server.reply([Reply::token("tok-1")]);
-    let client = reqwest::Client::builder()
-        .user_agent("my-sdk/2.0")
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().user_agent("my-sdk/2.0");
     let source = ClientCredentials::builder(server.url("/token"), "id", "secret")
-        .http(HttpOptions::new().client(client))
+        .http(HttpOptions::new().client_builder(client))
         .build()
         .unwrap();
     source.fetch(ctx()).await.unwrap();
