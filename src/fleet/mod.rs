@@ -34,7 +34,7 @@
 //! - a source that spends nothing single-use (client credentials, API keys, assertions)
 //!   fetches alone (static stability) and the fleet converges back to one minter when the
 //!   store answers;
-//! - a source that does ([`TokenSource::spends_single_use_secret`], true for
+//! - a source that does ([`TokenSource::spends_single_use_secret`](crate::TokenSource::spends_single_use_secret), true for
 //!   [`RefreshTokenGrant`](crate::sources::RefreshTokenGrant)) never fetches without the
 //!   lease: the replica serves its valid token to its end, then reports the wait (the state's
 //!   last error says what it waits for and why) and resumes by itself when the store answers.

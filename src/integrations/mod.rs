@@ -32,6 +32,7 @@ fn authorization(token: &Token) -> Result<HeaderValue, Error> {
 /// The default bound on a rejected request's wait for the new token: 2 s, so that the wait
 /// plus a retry fits in a typical client timeout of 5 s (a healthy token endpoint answers in
 /// well under a second; a slow or failing one is not waited out per request).
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
 pub(crate) const DEFAULT_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the middleware may still wait, `configured` at most: the time left of the
