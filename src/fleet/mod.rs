@@ -17,7 +17,7 @@
 //! # Leases
 //!
 //! A lease lasts a quarter of the time the holder's token is still served (what the others can
-//! afford to wait), between 1 s and [`RefreshPolicy::fleet_lease`](crate::RefreshPolicy)
+//! afford to wait), between 0.5 s and [`RefreshPolicy::fleet_lease`](crate::RefreshPolicy)
 //! (default 5 s). The holder renews it every third of its length while it fetches. A holder
 //! presenting a single-use secret (a rotating refresh token) whose renewals fail is cut off
 //! at four fifths of the lease, before the store could give the lease to another replica: two

@@ -54,8 +54,10 @@ pub(crate) fn chain_head<'a>(
     }
 }
 
-/// The shortest lease: long enough for a few round trips to the store and a renewal.
-pub(crate) const SHORTEST_LEASE: Duration = Duration::from_secs(1);
+/// The shortest lease: 500 ms, long enough for a few round trips to the store and two
+/// renewals (every 167 ms), short enough that replicas of 4 s tokens (1.6 s left when their
+/// refresh is due) replace a dead holder before their tokens stop being served.
+pub(crate) const SHORTEST_LEASE: Duration = Duration::from_millis(500);
 
 /// How long a lease lasts: a quarter of the time this replica's token is still served (what the
 /// others, whose tokens are about as old, can afford to wait for a dead holder), between
@@ -184,7 +186,7 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(
-            lease_length(longest, Some(&token(2)), at(1_000)),
+            lease_length(longest, Some(&token(1)), at(1_000)),
             SHORTEST_LEASE
         );
         assert_eq!(

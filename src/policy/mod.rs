@@ -91,7 +91,7 @@ pub struct RefreshPolicy {
     pub fleet_retry_while_waiting: Duration,
     /// In a fleet, the longest minting lease. A lease is a quarter of the time the holder's
     /// token is still served (what the other replicas can afford to wait for a dead holder),
-    /// at least 1 s and at most this; the holder renews it every third of its length while it
+    /// at least 0.5 s and at most this; the holder renews it every third of its length while it
     /// fetches, and stops presenting a single-use secret before it could lapse. Default 5 s: a
     /// dead holder is replaced within about 5 s, and renewals cost the store a few calls per
     /// fetch. Not tied to `fetch_timeout`.

@@ -91,7 +91,8 @@ fn wait_for_promotion(urls: &[String], port: &str) {
 }
 
 /// A rotating grant through three replicas on a three-node Redis Cluster: the fleet's keys
-/// share one slot (hash tag), its scripts run there, and the chain holds over ten rotations.
+/// share one slot (hash tag), its scripts run there, the chain holds over ten rotations and
+/// no read finds no token.
 /// Two fleets whose names hash to different nodes both work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_runs_on_a_redis_cluster() {
@@ -123,9 +124,12 @@ async fn the_fleet_runs_on_a_redis_cluster() {
     }
     fleet.all_ready(Duration::from_secs(20)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one mint for the fleet");
+    fleet.read_continuously();
     for round in 0..10 {
         fleet.rotate(round % 3, Duration::from_secs(10)).await;
     }
+    let (misses, reads) = fleet.stop_reading();
+    assert_eq!(misses, 0, "{misses} of {reads} reads found no token");
     let calls = calls.load(Ordering::SeqCst);
     assert!(
         calls >= 11,

@@ -131,6 +131,33 @@ async fn the_same_token_with_a_later_expiry_is_served_for_its_new_life() {
     assert_eq!(read_each_second(&handle, &clock, 600).await, 600);
 }
 
+/// The same token answered again, now already expired by its `expires_in`: the refusal names
+/// `expires_in`, the field that decided (it used to say `expires_at`, because the repeated
+/// secret's expiry was clamped to the first one's).
+#[tokio::test(start_paused = true)]
+async fn a_repeated_token_refused_names_the_field_that_decided() {
+    let answers = Arc::new(AtomicU32::new(0));
+    let source = tokenwarden::from_fn({
+        let answers = answers.clone();
+        move |_ctx| {
+            let lifetime = if answers.fetch_add(1, Ordering::SeqCst) == 0 {
+                60
+            } else {
+                0
+            };
+            async move { Ok::<_, FetchError>(Token::new("same-token").expires_in(secs(lifetime))) }
+        }
+    });
+    let handle = Refresher::builder(source)
+        .clock(Clock::tokio())
+        .policy(exact_policy())
+        .spawn();
+    handle.ready().await.unwrap();
+    tokio::time::advance(secs(5)).await;
+    let error = handle.refresh().await.unwrap_err().to_string();
+    assert!(error.contains("already expired by `expires_in`"), "{error}");
+}
+
 /// Reads `handle` once a second for `seconds`; asserts that no token read had expired, and
 /// returns how many reads got a token.
 async fn read_each_second(handle: &TokenHandle, clock: &Clock, seconds: u32) -> u32 {
