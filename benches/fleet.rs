@@ -15,7 +15,8 @@
 //! what the failing endpoint saw, and reads (every replica every 10 ms) that found no token. Needs `redis-server` on the path (Debian's package);
 //! without it the bench says so and exits (and fails under CI). The quick pass
 //! (`cargo test --benches`) runs 10 replicas for 2 lifetimes. `RUNS=5` runs everything five
-//! times and ends with a table of medians and min-max.
+//! times and ends with a table of medians and min-max; `ROWS=EndpointDown,HolderKilled` runs
+//! only the rows named.
 
 #[path = "support/rss.rs"]
 mod rss;
@@ -85,6 +86,12 @@ fn main() {
             Fault::EndpointDown,
             Fault::HolderKilled,
         ] {
+            // `ROWS=EndpointDown,HolderKilled` runs only those rows.
+            if let Ok(rows) = std::env::var("ROWS")
+                && !rows.split(',').any(|row| row == format!("{fault:?}"))
+            {
+                continue;
+            }
             let replicas = if fault == Fault::Alone { 1 } else { replicas };
             let figures = runtime.block_on(run(replicas, lifetimes, fault));
             table.add(&format!("{fault:?} ({replicas})"), &figures);

@@ -29,6 +29,10 @@ pub(crate) struct Settings {
     /// How long a replica waits for the holder's token before it reports a failure: a little
     /// less than the refresher's own bound on the fetch, so that the message is this one.
     pub(crate) wait_for: Duration,
+    /// How soon a failed holder retries while readers wait
+    /// (`RefreshPolicy::fleet_retry_while_waiting`): it keeps its lease at least that much
+    /// longer, so that the fleet has one prober, not one per lapsed lease.
+    pub(crate) prober_retry: Duration,
 }
 
 /// A source that fetches through the fleet (see the module docs). Built by
@@ -197,9 +201,13 @@ impl Shared {
                 )));
             }
         };
-        // After a failure the lease is kept: this replica retries on its backoff schedule
-        // (renewing it), the others keep waiting, so an outage costs the endpoint one prober,
-        // not a fleet.
+        // After a failure the lease is kept, and held until this replica's next retry while
+        // readers wait: it retries on its backoff schedule (renewing it), the others keep
+        // waiting, so an outage costs the endpoint one prober, not a fleet.
+        if result.is_err() {
+            let hold = lease + self.settings.prober_retry;
+            let _ = self.bounded(self.store.try_lease(&self.holder, hold)).await;
+        }
         if let Ok(token) = &result {
             match self.bounded(self.store.publish(&self.holder, token)).await {
                 Ok(true) => {
@@ -337,6 +345,7 @@ mod tests {
             longest_lease: Duration::from_secs(5),
             store_timeout: Duration::from_secs(2),
             wait_for: Duration::from_secs(29),
+            prober_retry: Duration::from_secs(1),
         }
     }
 

@@ -219,6 +219,7 @@ impl RefresherBuilder {
                         .fetch_timeout
                         .saturating_sub(Duration::from_secs(1))
                         .max(self.policy.fetch_timeout / 2),
+                    prober_retry: self.policy.fleet_retry_while_waiting,
                 };
                 Arc::new(Shared::new(
                     self.source,
