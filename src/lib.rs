@@ -142,7 +142,8 @@
 //!
 //! - [`Registry`]: many credentials (one per tenant) with one shutdown, one event stream and a
 //!   global cap on concurrent fetches.
-//! - [`fleet`]: replicas of a service share one token through Redis (feature `redis`).
+//! - [`fleet`]: replicas of a service share one token through Redis, Sentinel or Cluster
+//!   (feature `redis`), never presenting a single-use refresh token without the fleet's lease.
 //! - [`integrations::metrics`] (feature `metrics`): refresh outcomes, fetch durations, time to
 //!   expiry and state, through the `metrics` facade.
 //! - [`store`]: a rotated refresh token survives restarts.

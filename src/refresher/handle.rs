@@ -241,8 +241,9 @@ impl TokenHandle {
     }
 
     /// For a refresher [`shared`](crate::RefresherBuilder::shared) with a fleet: whether the
-    /// fleet store answered its last call (`false`: this replica fetches on its own until it
-    /// does). `None` for a refresher without a fleet. The `FleetUnavailable` and
+    /// fleet store answered its last call (`false`: until it does, this replica fetches on its
+    /// own if its source spends nothing single-use, else serves its token and waits; the
+    /// state's last error says which). `None` for a refresher without a fleet. The `FleetUnavailable` and
     /// `FleetAvailable` events tell the same changes as they happen.
     pub fn fleet_available(&self) -> Option<bool> {
         self.ends
