@@ -233,10 +233,10 @@ impl Shared {
     /// others waiting for it.
     async fn keep_lease(&self, lease: Duration, mut confirmed: Instant) -> &'static str {
         let single_use = self.source.spends_single_use_secret();
+        // After a renewal that failed, when to try again.
+        let mut again_at = None;
         loop {
             let stop_at = confirmed + rule::safe_for(lease);
-            let renew_at = (confirmed + rule::renew_every(lease)).min(stop_at);
-            tokio::time::sleep_until(renew_at.max(Instant::now() + POLL_EVERY / 2)).await;
             if Instant::now() >= stop_at {
                 if single_use {
                     return "the minting lease could not be renewed in time";
@@ -244,17 +244,24 @@ impl Shared {
                 // The lease may lapse; this fetch is harmless to repeat, so it goes on.
                 std::future::pending::<()>().await;
             }
+            let renew_at = again_at.unwrap_or(confirmed + rule::renew_every(lease));
+            tokio::time::sleep_until(renew_at.min(stop_at)).await;
+            if Instant::now() >= stop_at {
+                continue;
+            }
             let sent = Instant::now();
             let bound = stop_at
                 .saturating_duration_since(sent)
-                .min(self.settings.store_timeout)
-                .max(POLL_EVERY);
+                .min(self.settings.store_timeout);
             let renewal = self.store.try_lease(&self.holder, lease);
             match tokio::time::timeout(bound, renewal).await {
-                Ok(Ok(true)) => confirmed = sent,
+                Ok(Ok(true)) => {
+                    confirmed = sent;
+                    again_at = None;
+                }
                 Ok(Ok(false)) if single_use => return "the minting lease was lost",
                 Ok(Ok(false)) => std::future::pending::<()>().await,
-                Ok(Err(_)) | Err(_) => {} // tried again shortly, until `stop_at`
+                Ok(Err(_)) | Err(_) => again_at = Some(Instant::now() + POLL_EVERY / 2),
             }
         }
     }
@@ -486,5 +493,63 @@ mod tests {
             Duration::from_millis(24_500),
             "20 s from the mint's start"
         );
+    }
+
+    /// A store that grants the first lease, then never answers a renewal (frozen).
+    struct FreezesAfterTheLease {
+        leases: std::sync::atomic::AtomicU32,
+    }
+
+    impl FleetStore for FreezesAfterTheLease {
+        fn load(&self) -> FleetFuture<'_, Option<Token>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn try_lease(&self, _holder: &str, _ttl: Duration) -> FleetFuture<'_, bool> {
+            let first = self.leases.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if !first {
+                    std::future::pending::<()>().await;
+                }
+                Ok(true)
+            })
+        }
+        fn publish(&self, _holder: &str, _token: &Token) -> FleetFuture<'_, bool> {
+            Box::pin(async { Ok(true) })
+        }
+    }
+
+    /// A holder presenting a single-use secret whose renewals go unanswered stops before its
+    /// lease could lapse (four fifths of it), so no other replica can hold the lease while it
+    /// still presents the refresh token; a source that spends nothing is not cut.
+    #[tokio::test(start_paused = true)]
+    async fn a_single_use_fetch_is_cut_before_its_lease_can_lapse() {
+        let slow = || {
+            crate::from_fn(|_ctx| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, FetchError>(Token::new("late"))
+            })
+        };
+        let store = || {
+            Arc::new(FreezesAfterTheLease {
+                leases: std::sync::atomic::AtomicU32::new(0),
+            })
+        };
+        let started = Instant::now();
+        let error = shared(slow().single_use(), store())
+            .fetch(FetchContext::new(FetchReason::Initial))
+            .await
+            .unwrap_err();
+        assert!(error.message().contains("the fetch was cut"), "{error}");
+        assert!(error.is_transient());
+        // The first fetch's lease is the longest (5 s): cut at 4 s, before it lapses.
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+
+        let started = Instant::now();
+        let token = shared(slow(), store())
+            .fetch(FetchContext::new(FetchReason::Initial))
+            .await
+            .unwrap();
+        assert_eq!(token.expose_secret(), "late");
+        assert_eq!(started.elapsed(), Duration::from_secs(60), "not cut");
     }
 }
