@@ -126,6 +126,12 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> String {
+        let port = self.url.rsplit(':').next().unwrap_or_default();
+        port.trim_end_matches('/').to_owned()
+    }
+
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url.as_str()).unwrap()
     }
@@ -179,13 +185,7 @@ impl Sentinels {
             return None;
         }
         let primary = RedisServer::start()?;
-        let primary_port = primary
-            .url
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_owned();
+        let primary_port = primary.port();
         let primary_port = primary_port.as_str();
         let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", primary_port], "")?;
         let dir = tempfile::tempdir().unwrap();

@@ -32,7 +32,7 @@ use crate::redis_servers::RedisServer;
 const TOKEN_SECONDS: u64 = 10;
 
 /// The grant's source, counting its calls (each one spends the refresh token it presents).
-pub(crate) struct Counted {
+struct Counted {
     grant: RefreshTokenGrant,
     calls: Arc<AtomicU32>,
 }
@@ -48,7 +48,7 @@ impl TokenSource for Counted {
     }
 }
 
-pub(crate) fn grant(server: &AuthServer, calls: &Arc<AtomicU32>) -> Counted {
+fn grant(server: &AuthServer, calls: &Arc<AtomicU32>) -> Counted {
     Counted {
         grant: RefreshTokenGrant::builder(&server.token_endpoint, server.refresh_token.as_str())
             .client_id("rt-client")
@@ -85,6 +85,20 @@ impl Fleet {
             readers: Vec::new(),
             latest: Mutex::default(),
         }
+    }
+
+    /// A fleet of replicas of the rotating grant, one per store, each with its first token.
+    pub(crate) async fn of_grant(
+        server: &AuthServer,
+        calls: &Arc<AtomicU32>,
+        stores: impl IntoIterator<Item = RedisFleet>,
+    ) -> Fleet {
+        let mut fleet = Fleet::new();
+        for store in stores {
+            fleet.spawn(grant(server, calls), store);
+        }
+        fleet.all_ready(Duration::from_secs(20)).await;
+        fleet
     }
 
     /// Adds a replica built from `source` on `store`, and watches its events.
@@ -223,11 +237,7 @@ async fn a_store_outage_never_spends_the_refresh_token_twice() {
         return;
     };
     let calls = Arc::new(AtomicU32::new(0));
-    let mut fleet = Fleet::new();
-    for _ in 0..5 {
-        fleet.spawn(grant(&server, &calls), redis.fleet("outage"));
-    }
-    fleet.all_ready(Duration::from_secs(20)).await;
+    let mut fleet = Fleet::of_grant(&server, &calls, (0..5).map(|_| redis.fleet("outage"))).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one mint for the fleet");
 
     redis.kill();
@@ -271,11 +281,12 @@ async fn a_replica_with_another_key_never_mints_over_the_fleet() {
     };
     let (key, other) = ([3u8; 32], [4u8; 32]);
     let calls = Arc::new(AtomicU32::new(0));
-    let mut fleet = Fleet::new();
-    for _ in 0..2 {
-        fleet.spawn(grant(&server, &calls), redis.fleet("keyed").with_key(key));
-    }
-    fleet.all_ready(Duration::from_secs(20)).await;
+    let mut fleet = Fleet::of_grant(
+        &server,
+        &calls,
+        (0..2).map(|_| redis.fleet("keyed").with_key(key)),
+    )
+    .await;
     fleet.rotate(0, Duration::from_secs(10)).await;
 
     let wrong_calls = Arc::new(AtomicU32::new(0));
@@ -316,22 +327,15 @@ async fn a_fleet_stopped_longer_than_a_token_continues_its_chain() {
         return;
     };
     let calls = Arc::new(AtomicU32::new(0));
-    let mut fleet = Fleet::new();
-    for _ in 0..3 {
-        fleet.spawn(grant(&server, &calls), redis.fleet("restart"));
-    }
-    fleet.all_ready(Duration::from_secs(20)).await;
+    let mut fleet = Fleet::of_grant(&server, &calls, (0..3).map(|_| redis.fleet("restart"))).await;
     for round in 0..3 {
         fleet.rotate(round % 3, Duration::from_secs(10)).await;
     }
     fleet.shutdown();
     tokio::time::sleep(Duration::from_secs(TOKEN_SECONDS + 2)).await;
 
-    let mut restarted = Fleet::new();
-    for _ in 0..3 {
-        restarted.spawn(grant(&server, &calls), redis.fleet("restart"));
-    }
-    restarted.all_ready(Duration::from_secs(20)).await;
+    let mut restarted =
+        Fleet::of_grant(&server, &calls, (0..3).map(|_| redis.fleet("restart"))).await;
     restarted.assert_grant_alive().await;
     assert_eq!(fleet.permanent_failures(), Vec::<String>::new());
     restarted.shutdown();
@@ -350,11 +354,7 @@ async fn a_holder_killed_mid_fetch_is_replaced_before_the_others_run_dry() {
         return;
     };
     let calls = Arc::new(AtomicU32::new(0));
-    let mut fleet = Fleet::new();
-    for _ in 0..3 {
-        fleet.spawn(grant(&server, &calls), redis.fleet("holder"));
-    }
-    fleet.all_ready(Duration::from_secs(20)).await;
+    let mut fleet = Fleet::of_grant(&server, &calls, (0..3).map(|_| redis.fleet("holder"))).await;
     fleet.read_continuously();
 
     for _ in 0..3 {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokenwarden::fleet::FleetStore;
 
-use crate::faults::{Fleet, grant};
+use crate::faults::Fleet;
 use crate::redis_servers::{Cluster, Sentinels};
 
 /// Twenty rotations of a rotating grant through three replicas on Sentinel; after the
@@ -28,25 +28,14 @@ async fn a_sentinel_failover_during_twenty_rotations_loses_nothing() {
         .await
         .expect("the check passes");
     let calls = Arc::new(AtomicU32::new(0));
-    let mut fleet = Fleet::new();
-    for _ in 0..3 {
-        fleet.spawn(grant(&server, &calls), sentinels.fleet("ha"));
-    }
-    fleet.all_ready(Duration::from_secs(20)).await;
+    let mut fleet = Fleet::of_grant(&server, &calls, (0..3).map(|_| sentinels.fleet("ha"))).await;
     fleet.read_continuously();
     for round in 0..20 {
         if round == 8 {
             // Let the last write reach the replica, then fail over.
             tokio::time::sleep(Duration::from_millis(300)).await;
             sentinels.primary.kill();
-            let port = sentinels
-                .replica
-                .url
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_owned();
+            let port = sentinels.replica.port();
             tokio::task::spawn_blocking({
                 let urls = sentinels.sentinel_urls.clone();
                 move || wait_for_promotion(&urls, &port)
@@ -118,11 +107,7 @@ async fn the_fleet_runs_on_a_redis_cluster() {
     }
 
     let calls = Arc::new(AtomicU32::new(0));
-    let mut fleet = Fleet::new();
-    for _ in 0..3 {
-        fleet.spawn(grant(&server, &calls), cluster.fleet(first));
-    }
-    fleet.all_ready(Duration::from_secs(20)).await;
+    let mut fleet = Fleet::of_grant(&server, &calls, (0..3).map(|_| cluster.fleet(first))).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one mint for the fleet");
     fleet.read_continuously();
     for round in 0..10 {
