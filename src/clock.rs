@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How close to a deadline the read path stops trusting the coarse clock: over a thousand times
 /// the lag seen in practice, and far inside the refresh margin of a healthy token.
@@ -98,6 +98,33 @@ impl Clock {
         }
     }
 
+    /// `at` prepared for [`Clock::is_past`]: the coarse-clock threshold is computed once, when
+    /// a thread copies a token, rather than on every read.
+    pub(crate) fn deadline(&self, at: SystemTime) -> Deadline {
+        let coarse_safe_before = at
+            .checked_sub(PRECISE_WITHIN)
+            .and_then(|safe| safe.duration_since(UNIX_EPOCH).ok())
+            .and_then(|safe| u64::try_from(safe.as_nanos()).ok())
+            .unwrap_or(0);
+        Deadline {
+            at,
+            coarse_safe_before,
+        }
+    }
+
+    /// Whether `deadline` has passed: [`has_passed`](Clock::has_passed) without its
+    /// arithmetic, for the per-thread replicas (one coarse read and one integer compare).
+    #[inline]
+    pub(crate) fn is_past(&self, deadline: &Deadline) -> bool {
+        match &self.kind {
+            Kind::System => match coarse::nanos() {
+                Some(now) if now < deadline.coarse_safe_before => false,
+                _ => SystemTime::now() >= deadline.at,
+            },
+            Kind::Tokio(_) => self.now() >= deadline.at,
+        }
+    }
+
     /// Moves a [`Clock::tokio`] clock ahead by `by` without moving tokio's timers, as happens
     /// when a machine is suspended. Has no effect on [`Clock::system`].
     pub fn skip(&self, by: Duration) {
@@ -106,6 +133,15 @@ impl Clock {
             clock.skipped_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
     }
+}
+
+/// A wall-clock instant prepared for the read path by [`Clock::deadline`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    at: SystemTime,
+    /// Nanoseconds since the epoch before which the coarse clock alone decides (`at` less
+    /// [`PRECISE_WITHIN`]); 0 when `at` is that close to the epoch, so the precise clock decides.
+    coarse_safe_before: u64,
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -124,6 +160,24 @@ mod coarse {
         let nanos = u32::try_from(ts.tv_nsec).ok()?;
         (rc == 0).then(|| UNIX_EPOCH + Duration::new(secs, nanos))
     }
+
+    /// The same, as nanoseconds since the epoch: what the read path compares, without
+    /// `SystemTime` arithmetic (overflow checks) on every read.
+    #[inline]
+    pub(super) fn nanos() -> Option<u64> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: as in `now`.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+        // A clock before 1970 or a failed call: `None`, and the precise clock decides.
+        let secs = u64::try_from(ts.tv_sec).ok().filter(|_| rc == 0)?;
+        Some(
+            secs.saturating_mul(1_000_000_000)
+                .saturating_add(ts.tv_nsec.unsigned_abs()),
+        )
+    }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -131,6 +185,10 @@ mod coarse {
     use std::time::SystemTime;
 
     pub(super) fn now() -> Option<SystemTime> {
+        None
+    }
+
+    pub(super) fn nanos() -> Option<u64> {
         None
     }
 }
@@ -148,13 +206,39 @@ mod tests {
             let now = SystemTime::now();
             for at in [now - offset, now, now + PRECISE_WITHIN - offset] {
                 let passed = clock.has_passed(at);
+                let past = clock.is_past(&clock.deadline(at));
                 if SystemTime::now() < at {
                     continue; // not passed yet; either answer is about a future instant
                 }
                 assert!(passed, "{at:?} has passed but was reported pending");
+                assert!(
+                    past,
+                    "{at:?} has passed but its deadline was reported pending"
+                );
             }
-            assert!(!clock.has_passed(now + Duration::from_secs(3600)));
+            let later = now + Duration::from_secs(3600);
+            assert!(!clock.has_passed(later));
+            assert!(!clock.is_past(&clock.deadline(later)));
         }
+    }
+
+    #[test]
+    fn deadlines_near_the_epoch_are_decided_by_the_precise_clock() {
+        let clock = Clock::system();
+        let early = clock.deadline(UNIX_EPOCH + Duration::from_secs(1));
+        assert_eq!(early.coarse_safe_before, 0);
+        assert!(clock.is_past(&early));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tokio_clock_decides_deadlines_by_its_own_time() {
+        let clock = Clock::tokio();
+        let deadline = clock.deadline(clock.now() + Duration::from_secs(60));
+        assert!(!clock.is_past(&deadline));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(!clock.is_past(&deadline));
+        clock.skip(Duration::from_secs(1));
+        assert!(clock.is_past(&deadline), "a skipped second reaches it");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use http::HeaderValue;
 
 use super::board::Board;
+use crate::clock::Deadline;
 use crate::{Clock, Token, TokenState};
 
 /// Replicas kept per thread: a service's hot credentials, few enough to scan linearly.
@@ -28,11 +29,9 @@ pub(crate) const CAPACITY: usize = 16;
 
 /// One thread's copy of one credential's servable token.
 pub(crate) struct Replica {
-    id: u64,
-    version: u64,
     /// Served until this instant by the wall clock (then the shared path decides: it may wake
     /// the refresher or report expiry); `None` for a token without an expiry.
-    until: Option<SystemTime>,
+    until: Option<Deadline>,
     pub(crate) token: Token,
     /// `None` if the token cannot go in a header (the shared path then reports it).
     pub(crate) header: Option<HeaderValue>,
@@ -52,18 +51,40 @@ pub(crate) fn servable(state: &TokenState) -> Option<(&Token, Option<SystemTime>
     }
 }
 
-#[derive(Default)]
+/// A slot's key: which credential, copied at which version.
+#[derive(Clone, Copy)]
+struct Key {
+    id: u64,
+    version: u64,
+}
+
 struct Replicas {
+    /// One per entry, scanned on every read: kept apart from the replicas (about 90 bytes
+    /// each) so that the scan of a full thread reads four cache lines, not twenty-four.
+    keys: [Key; CAPACITY],
     entries: Vec<Replica>,
     next_evicted: usize,
-    /// Credentials that missed recently: a second miss earns a replica.
+    /// Credentials that missed recently: a second miss earns a replica. Ids start at 1.
     missed: [u64; CAPACITY],
     next_missed: usize,
 }
 
 impl Replicas {
-    fn find(&mut self, id: u64) -> Option<usize> {
-        self.entries.iter().position(|entry| entry.id == id)
+    const fn new() -> Replicas {
+        Replicas {
+            keys: [Key { id: 0, version: 0 }; CAPACITY],
+            entries: Vec::new(),
+            next_evicted: 0,
+            missed: [0; CAPACITY],
+            next_missed: 0,
+        }
+    }
+
+    #[inline]
+    fn find(&self, id: u64) -> Option<usize> {
+        self.keys[..self.entries.len()]
+            .iter()
+            .position(|key| key.id == id)
     }
 
     /// Where a new replica of `id` goes, if it has earned one.
@@ -83,47 +104,68 @@ impl Replicas {
         self.next_evicted = (self.next_evicted + 1) % CAPACITY;
         Some(at)
     }
+
+    /// Puts `replica` of credential `key.id` in slot `at` (from `slot_for`).
+    fn put(&mut self, at: usize, key: Key, replica: Replica) {
+        self.keys[at] = key;
+        if at == self.entries.len() {
+            self.entries.push(replica);
+        } else {
+            self.entries[at] = replica;
+        }
+    }
+
+    /// Copies what `board` publishes now into this thread, if it is servable and the
+    /// credential has earned a slot. Out of line: it runs once per rotation per thread.
+    #[cold]
+    #[inline(never)]
+    fn copy(&mut self, board: &Board, clock: &Clock, version: u64) -> Option<usize> {
+        // What is published now has a version of at least `version`, so a publication in
+        // between only makes the next read copy again.
+        let state = board.read();
+        let (token, until) = servable(&state)?;
+        let at = self.slot_for(board.id)?;
+        let replica = Replica {
+            until: until.map(|until| clock.deadline(until)),
+            token: token.replica(),
+            header: token.authorization_header().ok(),
+        };
+        drop(state);
+        let key = Key {
+            id: board.id,
+            version,
+        };
+        self.put(at, key, replica);
+        Some(at)
+    }
 }
 
+// Const-initialised: no lazy-initialisation check on each read.
 thread_local! {
-    static REPLICAS: RefCell<Replicas> = RefCell::default();
+    static REPLICAS: RefCell<Replicas> = const { RefCell::new(Replicas::new()) };
 }
 
 /// `read` applied to this thread's replica of the credential, if it has an up-to-date one (or
 /// earns one now) and its token is servable by `clock`; `None` sends the caller to the shared
 /// path, which handles every other case (errors, waking the refresher, a nested read from
 /// inside `read`, a thread being torn down).
+///
+/// Inlined into the handle's reads (and through them into the caller), so that the value
+/// read is built where the caller wants it rather than copied out through nested `Option`s.
+#[inline]
 pub(crate) fn read<R>(board: &Board, clock: &Clock, read: impl FnOnce(&Replica) -> R) -> Option<R> {
     REPLICAS
         .try_with(|replicas| {
             let mut replicas = replicas.try_borrow_mut().ok()?;
             let version = board.version.load(Ordering::Acquire);
             let at = match replicas.find(board.id) {
-                Some(at) if replicas.entries[at].version == version => at,
-                _ => {
-                    // Copy what is published now; its version is at least `version`, so a
-                    // publication in between only makes the next read copy again.
-                    let state = board.read();
-                    let (token, until) = servable(&state)?;
-                    let at = replicas.slot_for(board.id)?;
-                    let replica = Replica {
-                        id: board.id,
-                        version,
-                        until,
-                        token: token.replica(),
-                        header: token.authorization_header().ok(),
-                    };
-                    drop(state);
-                    if at == replicas.entries.len() {
-                        replicas.entries.push(replica);
-                    } else {
-                        replicas.entries[at] = replica;
-                    }
-                    at
-                }
+                Some(at) if replicas.keys[at].version == version => at,
+                _ => replicas.copy(board, clock, version)?,
             };
             let replica = &replicas.entries[at];
-            if replica.until.is_some_and(|until| clock.has_passed(until)) {
+            if let Some(until) = &replica.until
+                && clock.is_past(until)
+            {
                 return None;
             }
             Some(read(replica))
@@ -139,22 +181,16 @@ mod tests {
 
     #[test]
     fn a_credential_earns_a_replica_on_its_second_miss_and_eviction_is_round_robin() {
-        let mut replicas = Replicas::default();
+        let mut replicas = Replicas::new();
         let token = Token::new("t");
         let add = |replicas: &mut Replicas, id: u64| -> Option<usize> {
             let at = replicas.slot_for(id)?;
             let replica = Replica {
-                id,
-                version: 0,
                 until: None,
                 token: token.clone(),
                 header: None,
             };
-            if at == replicas.entries.len() {
-                replicas.entries.push(replica);
-            } else {
-                replicas.entries[at] = replica;
-            }
+            replicas.put(at, Key { id, version: 0 }, replica);
             Some(at)
         };
         assert_eq!(add(&mut replicas, 7), None, "first miss: remembered only");
@@ -168,7 +204,7 @@ mod tests {
         // Full: the oldest slot goes first.
         add(&mut replicas, 500);
         assert_eq!(add(&mut replicas, 500), Some(0));
-        assert_eq!(replicas.entries[0].id, 500);
+        assert_eq!(replicas.keys[0].id, 500);
         assert_eq!(replicas.find(7), None, "evicted");
     }
 
