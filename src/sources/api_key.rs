@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use super::Secret;
-use super::http::{Endpoint, HttpOptions};
-use super::response::{self, Shape};
+use super::oauth::http::{Endpoint, HttpOptions};
+use super::oauth::response::{self, Shape};
 use crate::ConfigError;
 use crate::token::sensitive_authorization;
 use crate::{FetchContext, FetchError, FetchFuture, Token, TokenSource, jwt};

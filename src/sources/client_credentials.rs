@@ -3,9 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::http::{Endpoint, HttpOptions};
-use super::oauth::{self, BodyFormat, ClientAuth, ClientConfig, Credential, TokenRequest};
-use super::response::Shape;
+use super::oauth::client::{
+    self as oauth, BodyFormat, ClientAuth, ClientConfig, Credential, TokenRequest,
+};
+use super::oauth::http::{Endpoint, HttpOptions};
+use super::oauth::response::Shape;
 use crate::ConfigError;
 use crate::{FetchContext, FetchFuture, TokenSource};
 

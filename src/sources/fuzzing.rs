@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
 
-use super::response::{self, OAuthError, Shape};
+use super::oauth::response::{self, OAuthError, Shape};
 
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_790_000_000)
@@ -61,7 +61,7 @@ pub fn scrub(data: &[u8]) {
         return;
     }
     let echoed = format!("{text}{secret}{text}");
-    let scrubbed = super::scrub::scrub(echoed, &[&SecretString::from(secret.to_owned())]);
+    let scrubbed = super::oauth::scrub::scrub(echoed, &[&SecretString::from(secret.to_owned())]);
     // What is left between the redactions is the server's text with no secret in it.
     assert!(
         scrubbed

@@ -7,10 +7,12 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::assertion::{self, ASSERTION_LIFETIME, ServiceAccountKey, SigningKey};
-use super::http::{Endpoint, HttpOptions};
-use super::oauth::{self, BodyFormat, ClientAuth, ClientConfig, Credential, TokenRequest};
-use super::response::Shape;
+use super::oauth::assertion::{self, ASSERTION_LIFETIME, ServiceAccountKey, SigningKey};
+use super::oauth::client::{
+    self as oauth, BodyFormat, ClientAuth, ClientConfig, Credential, TokenRequest,
+};
+use super::oauth::http::{Endpoint, HttpOptions};
+use super::oauth::response::Shape;
 use crate::{ConfigError, FetchContext, FetchFuture, TokenSource};
 
 /// `grant_type` of the JWT-bearer grant.

@@ -16,29 +16,17 @@
 
 #[cfg(feature = "http-sources")]
 mod api_key;
-#[cfg(feature = "signing")]
-mod assertion;
 #[cfg(feature = "http-sources")]
 mod client_credentials;
-#[cfg(feature = "http-sources")]
-mod discovery;
 #[cfg(all(fuzzing, feature = "http-sources"))]
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(feature = "http-sources")]
-mod http;
 #[cfg(feature = "signing")]
 mod jwt_bearer;
 #[cfg(feature = "http-sources")]
 mod oauth;
 #[cfg(feature = "http-sources")]
 mod refresh_token;
-#[cfg(feature = "http-sources")]
-mod response;
-#[cfg(feature = "http-sources")]
-mod scrub;
-#[cfg(feature = "http-sources")]
-mod secret;
 mod static_token;
 #[cfg(feature = "http-sources")]
 mod token_exchange;
@@ -47,30 +35,30 @@ pub use crate::ConfigError;
 #[cfg(feature = "http-sources")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use api_key::{ApiKeyExchange, ApiKeyExchangeBuilder};
-#[cfg(feature = "signing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
-pub use assertion::{ServiceAccountKey, SigningKey};
 #[cfg(feature = "http-sources")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
-#[cfg(feature = "http-sources")]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
-pub use discovery::Issuer;
-#[cfg(feature = "http-sources")]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
-pub use http::HttpOptions;
 #[cfg(feature = "signing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
 pub use jwt_bearer::{JwtBearer, JwtBearerBuilder};
+#[cfg(feature = "signing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
+pub use oauth::assertion::{ServiceAccountKey, SigningKey};
 #[cfg(feature = "http-sources")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
-pub use oauth::{BodyFormat, ClientAuth, Credential};
+pub use oauth::client::{BodyFormat, ClientAuth, Credential};
+#[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
+pub use oauth::discovery::Issuer;
+#[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
+pub use oauth::http::HttpOptions;
+#[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
+pub use oauth::secret::Secret;
 #[cfg(feature = "http-sources")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use refresh_token::{RefreshTokenGrant, RefreshTokenGrantBuilder};
-#[cfg(feature = "http-sources")]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
-pub use secret::Secret;
 pub use static_token::{FileToken, StaticToken};
 #[cfg(feature = "http-sources")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]

@@ -5,11 +5,11 @@ use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::http::{Endpoint, HttpOptions};
-use super::oauth::{
-    self, BodyFormat, ClientAuth, ClientConfig, Credential, Prepared, TokenRequest,
+use super::oauth::client::{
+    self as oauth, BodyFormat, ClientAuth, ClientConfig, Credential, Prepared, TokenRequest,
 };
-use super::response::{self, Shape};
+use super::oauth::http::{Endpoint, HttpOptions};
+use super::oauth::response::{self, Shape};
 use crate::ConfigError;
 use crate::{FetchContext, FetchError, FetchFuture, TokenSource};
 

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Secret;
-use super::http::{Endpoint, HttpOptions};
-use super::oauth::{self, BodyFormat, ClientAuth, ClientConfig, Credential, TokenRequest};
-use super::response::Shape;
+use super::oauth::client::{
+    self as oauth, BodyFormat, ClientAuth, ClientConfig, Credential, TokenRequest,
+};
+use super::oauth::http::{Endpoint, HttpOptions};
+use super::oauth::response::Shape;
 use crate::{ConfigError, FetchContext, FetchFuture, TokenSource};
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::client::{ClientAuth, Credential};
 use super::http::{Endpoint, HttpOptions};
-use super::oauth::{ClientAuth, Credential};
-use super::{
+use crate::sources::{
     ClientCredentials, ClientCredentialsBuilder, RefreshTokenGrant, RefreshTokenGrantBuilder,
     SubjectToken, TokenExchange, TokenExchangeBuilder,
 };
@@ -188,9 +188,9 @@ impl Issuer {
     pub fn jwt_bearer(
         &self,
         issuer: impl Into<String>,
-        key: super::SigningKey,
-    ) -> super::JwtBearerBuilder {
-        super::JwtBearer::builder(self.token_endpoint(), issuer, key)
+        key: crate::sources::SigningKey,
+    ) -> crate::sources::JwtBearerBuilder {
+        crate::sources::JwtBearer::builder(self.token_endpoint(), issuer, key)
             .http(self.http.clone())
             .checked_against(self.metadata.clone())
     }

@@ -12,8 +12,8 @@ use crate::token::sensitive_authorization;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::Secret;
 use super::http::Endpoint;
+use crate::sources::Secret;
 
 /// How the client authenticates to the token endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,7 +75,7 @@ macro_rules! oauth_request_setters {
         /// metadata.
         pub(crate) fn checked_against(
             mut self,
-            metadata: std::sync::Arc<super::discovery::Metadata>,
+            metadata: std::sync::Arc<$crate::sources::oauth::discovery::Metadata>,
         ) -> Self {
             self.client.issuer = Some(metadata);
             self
@@ -87,7 +87,7 @@ pub(crate) use oauth_request_setters;
 /// How a confidential client proves who it is at the token endpoint.
 ///
 /// Strings, [`SecretString`]s and [`Secret`]s convert into [`Credential::Secret`]; a
-/// [`SigningKey`](super::SigningKey) (feature `signing`) into [`Credential::PrivateKeyJwt`].
+/// [`SigningKey`](crate::sources::SigningKey) (feature `signing`) into [`Credential::PrivateKeyJwt`].
 ///
 /// ```
 /// use tokenwarden::sources::{ClientCredentials, Credential, Secret};
@@ -108,9 +108,9 @@ pub enum Credential {
     /// client id, `aud` the token endpoint, a random `jti`, `iat` now, `exp` 5 minutes later.
     #[cfg(feature = "signing")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
-    PrivateKeyJwt(super::SigningKey),
+    PrivateKeyJwt(crate::sources::SigningKey),
     /// Mutual TLS (`tls_client_auth` or `self_signed_tls_client_auth`, RFC 8705 section 2):
-    /// the client certificate set with [`HttpOptions::identity`](super::HttpOptions::identity)
+    /// the client certificate set with [`HttpOptions::identity`](super::http::HttpOptions::identity)
     /// (or on your own client) proves who the client is; only `client_id` is sent.
     MutualTls,
 }
@@ -122,8 +122,8 @@ impl<T: Into<Secret>> From<T> for Credential {
 }
 
 #[cfg(feature = "signing")]
-impl From<super::SigningKey> for Credential {
-    fn from(key: super::SigningKey) -> Credential {
+impl From<crate::sources::SigningKey> for Credential {
+    fn from(key: crate::sources::SigningKey) -> Credential {
         Credential::PrivateKeyJwt(key)
     }
 }
@@ -165,7 +165,7 @@ impl TokenRequest {
     pub(crate) fn new(
         endpoint: Endpoint,
         client: ClientConfig,
-        http: &super::HttpOptions,
+        http: &super::http::HttpOptions,
         flow: &str,
         grant_type: &str,
     ) -> Result<TokenRequest, crate::ConfigError> {
@@ -319,7 +319,7 @@ pub(crate) fn explain_invalid_grant(
 /// Refuses a credential that cannot work: an empty secret, mutual TLS without a certificate.
 pub(crate) fn check_credential(
     credential: &Credential,
-    http: &super::HttpOptions,
+    http: &super::http::HttpOptions,
     endpoint: &Endpoint,
     flow: &str,
 ) -> Result<(), crate::ConfigError> {
