@@ -284,7 +284,7 @@ impl ApiKeyExchangeBuilder {
                 body: self.body,
                 shape: Shape {
                     token_fields: self.token_fields,
-                    default_lifetime: None,
+                    ..Shape::oauth()
                 },
             })),
         })

@@ -5,7 +5,8 @@
 //! | [`ApiKeyExchange`] | a long-lived API key traded for short-lived tokens |
 //! | [`ClientCredentials`] | OAuth2 client credentials (RFC 6749 section 4.4) |
 //! | [`RefreshTokenGrant`] | OAuth2 refresh-token grant with rotation (RFC 6749 section 6) |
-//! | [`StaticToken`], [`FileToken`] | a fixed token; a file something else rotates |
+//! | [`StaticToken`], [`FileToken`] | a fixed token; a file something else rotates (a Kubernetes projected service-account token: [`FileToken::kubernetes`]) |
+//! | [`cloud`] | workload identity: the GCE metadata server, Azure managed identity, GitHub Actions OIDC |
 //!
 //! The HTTP sources share their rules: a client from the caller's `reqwest::ClientBuilder` or
 //! a default one (neither follows redirects), a bound
@@ -18,6 +19,9 @@
 mod api_key;
 #[cfg(feature = "http-sources")]
 mod client_credentials;
+#[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
+pub mod cloud;
 #[cfg(all(fuzzing, feature = "http-sources"))]
 #[doc(hidden)]
 pub mod fuzzing;

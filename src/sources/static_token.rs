@@ -41,6 +41,9 @@ impl fmt::Debug for StaticToken {
     }
 }
 
+/// Where the kubelet mounts a pod's service-account token.
+const KUBERNETES_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
 /// Reads the token from a file that something else keeps fresh (a sidecar, a Kubernetes
 /// projected service-account token, a CLI login).
 ///
@@ -77,6 +80,19 @@ impl FileToken {
             reread_every: Duration::from_secs(30),
             max_bytes: 64 * 1024,
         }
+    }
+
+    /// The Kubernetes service-account token the kubelet mounts in every pod,
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/token`. For a projected token with its
+    /// own audience (what workload identity federation trades), name the projected volume's
+    /// path with [`new`](FileToken::new).
+    ///
+    /// The kubelet rewrites the file (by swapping a symbolic link, so a read never sees half a
+    /// token) once 80 % of the token's life has passed; this source reads it again at least
+    /// every 30 s and before the JWT's `exp`, so a rotated token is picked up and an expired one
+    /// is never kept (azure_identity read it once and failed an hour later).
+    pub fn kubernetes() -> FileToken {
+        FileToken::new(KUBERNETES_TOKEN_PATH)
     }
 
     /// The largest file read. Default 64 KiB: large JWTs are a few KiB; a file far larger is

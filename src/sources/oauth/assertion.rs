@@ -113,7 +113,7 @@ impl fmt::Debug for SigningKey {
 
 /// A service-account key file, as Google Cloud and compatible providers issue it: a JSON object
 /// with `client_email`, `private_key` (RSA, PEM), `private_key_id` and `token_uri`. Use it with
-/// [`JwtBearer::service_account`](super::JwtBearer::service_account).
+/// [`JwtBearer::service_account`](crate::sources::JwtBearer::service_account).
 ///
 /// ```no_run
 /// use tokenwarden::sources::{JwtBearer, ServiceAccountKey};

@@ -33,6 +33,7 @@ pub struct HttpOptions {
     timeout: Duration,
     max_body_bytes: usize,
     allow_insecure_http: bool,
+    no_proxy: bool,
     #[cfg(any(feature = "rustls", feature = "native-tls"))]
     identity: Option<reqwest::Identity>,
     #[cfg(any(feature = "rustls", feature = "native-tls"))]
@@ -46,6 +47,7 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
             allow_insecure_http: false,
+            no_proxy: false,
             #[cfg(any(feature = "rustls", feature = "native-tls"))]
             identity: None,
             #[cfg(any(feature = "rustls", feature = "native-tls"))]
@@ -99,8 +101,18 @@ impl HttpOptions {
         self
     }
 
+    /// Connects directly, ignoring the proxy environment variables (`HTTPS_PROXY` and the
+    /// like) that the client tokenwarden builds otherwise honours. The cloud metadata sources
+    /// set it: a metadata server is link-local, and a proxy would answer for another machine.
+    /// Applies to the client tokenwarden builds; with
+    /// [`client_builder`](HttpOptions::client_builder), set it on your builder instead.
+    pub fn no_proxy(mut self) -> HttpOptions {
+        self.no_proxy = true;
+        self
+    }
+
     /// Presents this client certificate in the TLS handshake: mutual TLS, for
-    /// [`Credential::MutualTls`](super::Credential::MutualTls) (RFC 8705) or any endpoint that
+    /// [`Credential::MutualTls`](crate::sources::Credential::MutualTls) (RFC 8705) or any endpoint that
     /// requires a certificate. Build it for the TLS backend in use: with `rustls` (the default),
     /// `reqwest::Identity::from_pem(cert_and_key_pem)`; with only `native-tls`,
     /// `reqwest::Identity::from_pkcs8_pem(cert_pem, key_pem)`. Applies to the client
@@ -148,6 +160,8 @@ pub(crate) struct Endpoint {
 pub(crate) struct Answer {
     /// Wiped when dropped: it holds the token (and a refresh token) in plain text.
     pub(crate) body: Zeroizing<Vec<u8>>,
+    /// The answer's headers (a metadata server marks its answers with one).
+    pub(crate) headers: reqwest::header::HeaderMap,
 }
 
 /// A failed exchange: what the server said, if it answered, and the error to report.
@@ -274,6 +288,7 @@ impl Endpoint {
                 });
             }
             let status = response.status();
+            let headers = response.headers().clone();
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
@@ -312,7 +327,7 @@ impl Endpoint {
             }
 
             if status.is_success() {
-                return Ok(Answer { body });
+                return Ok(Answer { body, headers });
             }
             Err(self.failure(status, &body, retry_after, location, secrets))
         };
@@ -403,6 +418,11 @@ fn own_client(options: &HttpOptions) -> reqwest::Result<Client> {
     let builder = Client::builder()
         .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none());
+    let builder = if options.no_proxy {
+        builder.no_proxy()
+    } else {
+        builder
+    };
     #[cfg(feature = "rustls")]
     let builder = builder.tls_backend_rustls();
     #[cfg(any(feature = "rustls", feature = "native-tls"))]

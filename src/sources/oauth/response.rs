@@ -19,6 +19,9 @@ pub(crate) struct Shape {
     pub(crate) token_fields: Vec<String>,
     /// Lifetime for answers that state none (and hold no JWT with `exp`).
     pub(crate) default_lifetime: Option<Duration>,
+    /// The field that states the expiry as a point in time (`expires_at`; Azure's managed
+    /// identity says `expires_on`).
+    pub(crate) expires_at_field: &'static str,
 }
 
 impl Shape {
@@ -26,6 +29,7 @@ impl Shape {
         Shape {
             token_fields: vec!["access_token".into()],
             default_lifetime: None,
+            expires_at_field: "expires_at",
         }
     }
 }
@@ -86,14 +90,20 @@ pub(crate) fn parse_token(
         token = token.expires_in(lifetime_within_bounds(lifetime, "expires_in").map_err(bad)?);
     }
     // Both may be stated (and a JWT's `exp` besides): the earliest wins, see `Token`.
-    if let Some(value) = fields.remove("expires_at") {
-        let at = point_in_time(&value)
-            .ok_or_else(|| bad("field `expires_at` is neither RFC 3339 nor Unix seconds".into()))?;
+    let at_field = shape.expires_at_field;
+    if let Some(value) = fields.remove(at_field) {
+        let at = point_in_time(&value).ok_or_else(|| {
+            bad(format!(
+                "field `{at_field}` is neither RFC 3339 nor Unix seconds"
+            ))
+        })?;
         if at
             .duration_since(now)
             .is_ok_and(|left| left > LONGEST_LIFETIME)
         {
-            return Err(bad("field `expires_at` is more than ten years away".into()));
+            return Err(bad(format!(
+                "field `{at_field}` is more than ten years away"
+            )));
         }
         token = token.expires_at(at);
     } else if token.expiry().is_none()
@@ -375,6 +385,7 @@ mod tests {
         let shape = Shape {
             token_fields: vec!["access_token".into()],
             default_lifetime: Some(Duration::from_secs(900)),
+            ..Shape::oauth()
         };
         let body = json!({"access_token": "opaque"}).to_string();
         let defaulted = parse_token(body.as_bytes(), "e", &shape, now()).unwrap();
@@ -403,7 +414,7 @@ mod tests {
     fn token_field_names_are_configurable_and_tried_in_order() {
         let shape = Shape {
             token_fields: vec!["token".into(), "access_token".into(), "jwt".into()],
-            default_lifetime: None,
+            ..Shape::oauth()
         };
         let body = json!({"jwt": "from-jwt", "access_token": "from-access"}).to_string();
         let token = parse_token(body.as_bytes(), "e", &shape, now()).unwrap();
