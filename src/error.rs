@@ -266,9 +266,11 @@ impl From<ConfigError> for Error {
 pub struct ConfigError(String);
 
 impl ConfigError {
-    #[cfg_attr(not(feature = "http-sources"), allow(dead_code))]
-    pub(crate) fn new(message: String) -> ConfigError {
-        ConfigError(message)
+    /// A configuration error that says `message`: for code of your own that refuses a setting
+    /// (a [`KeyedCredential`](crate::registry::KeyedCredential) factory refusing a key, say).
+    /// Name the setting and why.
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError(message.into())
     }
 }
 

@@ -2,19 +2,23 @@
 //! global cap on concurrent fetches.
 
 mod fetch_limit;
+mod keyed;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use fetch_limit::FetchLimit;
+pub use keyed::{KeyedCredential, KeyedCredentialBuilder, TokenKey};
 
 use crate::refresher::Joined;
 use crate::{Event, RefresherBuilder, TokenHandle};
@@ -68,11 +72,20 @@ pub struct Registry<K> {
 }
 
 struct Shared<K> {
-    credentials: RwLock<HashMap<K, TokenHandle>>,
+    credentials: RwLock<HashMap<K, Entry>>,
+    /// What `Entry::last_used` counts from (tokio's clock, so paused-time tests move it).
+    epoch: tokio::time::Instant,
     cancel: CancellationToken,
     tracker: TaskTracker,
     limit: FetchLimit,
     events: broadcast::Sender<KeyedEvent<K>>,
+}
+
+/// One credential and when it was last asked for.
+struct Entry {
+    handle: TokenHandle,
+    /// Milliseconds since the registry's epoch at the last `get`.
+    last_used: AtomicU64,
 }
 
 impl<K> Clone for Registry<K> {
@@ -102,7 +115,7 @@ where
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, TokenHandle>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, Entry>> {
         // The map is valid between statements; a panic elsewhere does not corrupt it.
         self.shared
             .credentials
@@ -110,7 +123,7 @@ where
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, TokenHandle>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, Entry>> {
         self.shared
             .credentials
             .write()
@@ -129,6 +142,102 @@ where
     ///
     /// If called outside a tokio runtime, like `tokio::spawn`.
     pub fn insert(&self, key: K, refresher: RefresherBuilder) -> TokenHandle {
+        let handle = self.spawn_joined(&key, refresher);
+        let entry = self.entry(handle.clone());
+        if let Some(replaced) = self.write().insert(key, entry) {
+            replaced.handle.shutdown();
+        }
+        handle
+    }
+
+    /// The handle under `key`, or, if there is none, the refresher `make` builds for it,
+    /// spawned and inserted: one refresher per key however many callers ask at once (`make`
+    /// runs under the registry's write lock, at most once per missing key). `make` may fail
+    /// (a configuration error for this key); nothing is inserted then.
+    ///
+    /// # Errors
+    ///
+    /// What `make` returned.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime, like `tokio::spawn`.
+    pub fn get_or_insert_with<E>(
+        &self,
+        key: &K,
+        make: impl FnOnce(&K) -> Result<RefresherBuilder, E>,
+    ) -> Result<TokenHandle, E> {
+        self.get_or_insert_bounded(key, usize::MAX, make)
+    }
+
+    /// [`get_or_insert_with`](Registry::get_or_insert_with), stopping the least recently used
+    /// credential first if there are already `max` of them.
+    pub(crate) fn get_or_insert_bounded<E>(
+        &self,
+        key: &K,
+        max: usize,
+        make: impl FnOnce(&K) -> Result<RefresherBuilder, E>,
+    ) -> Result<TokenHandle, E> {
+        if let Some(handle) = self.get(key) {
+            return Ok(handle);
+        }
+        let mut credentials = self.write();
+        // Another caller may have inserted it between the two locks.
+        if let Some(entry) = credentials.get(key) {
+            entry.last_used.store(self.now_ms(), Ordering::Relaxed);
+            return Ok(entry.handle.clone());
+        }
+        let handle = self.spawn_joined(key, make(key)?);
+        if credentials.len() >= max {
+            let oldest = credentials
+                .iter()
+                .min_by_key(|(_, entry)| entry.last_used.load(Ordering::Relaxed))
+                .map(|(key, _)| key.clone());
+            if let Some(evicted) = oldest.and_then(|oldest| credentials.remove(&oldest)) {
+                evicted.handle.shutdown();
+            }
+        }
+        credentials.insert(key.clone(), self.entry(handle.clone()));
+        Ok(handle)
+    }
+
+    /// Stops and forgets every credential not asked for (by [`get`](Registry::get) or
+    /// [`get_or_insert_with`](Registry::get_or_insert_with)) for `idle` or longer; returns
+    /// their keys.
+    pub fn remove_idle(&self, idle: Duration) -> Vec<K> {
+        let now = self.now_ms();
+        let idle = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let mut credentials = self.write();
+        let stale: Vec<K> = credentials
+            .iter()
+            .filter(|(_, entry)| {
+                now.saturating_sub(entry.last_used.load(Ordering::Relaxed)) >= idle
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &stale {
+            if let Some(entry) = credentials.remove(key) {
+                entry.handle.shutdown();
+            }
+        }
+        stale
+    }
+
+    fn entry(&self, handle: TokenHandle) -> Entry {
+        Entry {
+            handle,
+            last_used: AtomicU64::new(self.now_ms()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        let elapsed = self.shared.epoch.elapsed();
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `refresher`, joined to this registry (shutdown, tasks, fetch cap, merged events) and
+    /// spawned.
+    fn spawn_joined(&self, key: &K, refresher: RefresherBuilder) -> TokenHandle {
         let events = self.shared.events.clone();
         let event_key = key.clone();
         let mut refresher = refresher.name_if_unnamed(|| key.to_string());
@@ -143,21 +252,21 @@ where
                 });
             }),
         });
-        let handle = refresher.spawn();
-        if let Some(replaced) = self.write().insert(key, handle.clone()) {
-            replaced.shutdown();
-        }
-        handle
+        refresher.spawn()
     }
 
     /// The handle of the credential under `key`. Takes any borrowed form of the key, as
-    /// `HashMap::get` does: `registry.get("tenant-a")` for `String` keys.
+    /// `HashMap::get` does: `registry.get("tenant-a")` for `String` keys. Counts as a use for
+    /// [`remove_idle`](Registry::remove_idle).
     pub fn get<Q>(&self, key: &Q) -> Option<TokenHandle>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.read().get(key).cloned()
+        let credentials = self.read();
+        let entry = credentials.get(key)?;
+        entry.last_used.store(self.now_ms(), Ordering::Relaxed);
+        Some(entry.handle.clone())
     }
 
     /// Stops and forgets the credential under `key`, returning its handle (await
@@ -167,16 +276,16 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let handle = self.write().remove(key)?;
-        handle.shutdown();
-        Some(handle)
+        let entry = self.write().remove(key)?;
+        entry.handle.shutdown();
+        Some(entry.handle)
     }
 
     /// Every credential's key and handle, as of now.
     pub fn handles(&self) -> Vec<(K, TokenHandle)> {
         self.read()
             .iter()
-            .map(|(key, handle)| (key.clone(), handle.clone()))
+            .map(|(key, entry)| (key.clone(), entry.handle.clone()))
             .collect()
     }
 
@@ -275,6 +384,7 @@ where
         Registry {
             shared: Arc::new(Shared {
                 credentials: RwLock::new(HashMap::new()),
+                epoch: tokio::time::Instant::now(),
                 cancel: self
                     .cancel
                     .map_or_else(CancellationToken::new, |parent| parent.child_token()),

@@ -247,9 +247,7 @@ impl ApiKeyExchangeBuilder {
     /// (loopback excepted).
     pub fn build(self) -> Result<ApiKeyExchange, ConfigError> {
         if self.key.is_empty_value() {
-            return Err(ConfigError::new(
-                "API key exchange: the API key is empty".into(),
-            ));
+            return Err(ConfigError::new("API key exchange: the API key is empty"));
         }
         let opted_out = self
             .opt_out_env
@@ -268,7 +266,7 @@ impl ApiKeyExchangeBuilder {
         }
         if self.token_fields.is_empty() {
             return Err(ConfigError::new(
-                "API key exchange: no field names to read the token from".into(),
+                "API key exchange: no field names to read the token from",
             ));
         }
         let endpoint = Endpoint::new(&self.url, &self.http)?;

@@ -216,7 +216,7 @@ impl AzureManagedIdentityBuilder {
         let resource = resource.strip_suffix("/.default").unwrap_or(resource);
         if resource.is_empty() {
             return Err(ConfigError::new(
-                "Azure managed identity: the resource is empty".into(),
+                "Azure managed identity: the resource is empty",
             ));
         }
         let from_env = || {
@@ -231,7 +231,7 @@ impl AzureManagedIdentityBuilder {
             Some((endpoint, header)) => {
                 if header.expose_secret().trim().is_empty() {
                     return Err(ConfigError::new(
-                        "Azure managed identity: IDENTITY_HEADER is empty".into(),
+                        "Azure managed identity: IDENTITY_HEADER is empty",
                     ));
                 }
                 query.append_pair("api-version", APP_SERVICE_API_VERSION);

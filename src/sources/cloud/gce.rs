@@ -228,13 +228,11 @@ impl GceMetadataBuilder {
             Kind::Id => {
                 if !self.scopes.is_empty() {
                     return Err(ConfigError::new(
-                        "GCE ID token: scopes apply to access tokens only".into(),
+                        "GCE ID token: scopes apply to access tokens only",
                     ));
                 }
                 if self.audience.trim().is_empty() {
-                    return Err(ConfigError::new(
-                        "GCE ID token: the audience is empty".into(),
-                    ));
+                    return Err(ConfigError::new("GCE ID token: the audience is empty"));
                 }
                 let query = form_urlencoded::Serializer::new(String::new())
                     .append_pair("audience", &self.audience)

@@ -160,7 +160,7 @@ impl GitHubActionsOidcBuilder {
         if let Some(audience) = &self.audience {
             if audience.trim().is_empty() {
                 return Err(ConfigError::new(
-                    "GitHub Actions OIDC: the audience is empty".into(),
+                    "GitHub Actions OIDC: the audience is empty",
                 ));
             }
             url.push(if url.contains('?') { '&' } else { '?' });
