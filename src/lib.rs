@@ -168,6 +168,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+#[cfg(feature = "http-sources")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
+pub mod config;
 mod duration_format;
 mod error;
 pub mod fleet;
