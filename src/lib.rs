@@ -171,6 +171,9 @@ mod clock;
 #[cfg(feature = "http-sources")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub mod config;
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+pub mod dpop;
 mod duration_format;
 mod error;
 pub mod fleet;

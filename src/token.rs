@@ -91,6 +91,9 @@ struct Details {
     scope: Option<String>,
     refresh_token: Option<SecretString>,
     extra: Map<String, Value>,
+    /// The key a DPoP-bound token is bound to: requests presenting it need a proof by it.
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::DpopKey>,
 }
 
 impl Inner {
@@ -179,6 +182,22 @@ impl Token {
             return self; // nothing to keep: no box for it
         }
         self.edit(|inner| inner.details().extra = extra)
+    }
+
+    /// Binds the token to a DPoP key (RFC 9449): requests that present it carry a proof signed
+    /// by `key`. The OAuth sources set it when the server answers `token_type: DPoP`.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn with_dpop_key(self, key: crate::dpop::DpopKey) -> Token {
+        self.edit(|inner| inner.details().dpop = Some(key))
+    }
+
+    /// The DPoP key the token is bound to, if it is DPoP-bound: what a request presenting it
+    /// signs its proof with.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.details().and_then(|d| d.dpop.as_ref())
     }
 
     /// The secret value. Handle it with care: don't log it.
@@ -383,15 +402,18 @@ impl Token {
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &self.inner;
-        f.debug_struct("Token")
+        let mut debug = f.debug_struct("Token");
+        debug
             .field("secret", &"[redacted]")
             .field("token_type", &self.token_type())
             .field("issued_at", &Rfc3339(Some(inner.issued_at)))
             .field("expires_at", &Rfc3339(inner.expires_at))
             .field("scope", &self.scope())
             .field("has_refresh_token", &self.refresh_token().is_some())
-            .field("extra_fields", &self.extra().keys().collect::<Vec<_>>())
-            .finish()
+            .field("extra_fields", &self.extra().keys().collect::<Vec<_>>());
+        #[cfg(feature = "dpop")]
+        debug.field("dpop_key", &self.dpop_key().map(|key| key.thumbprint()));
+        debug.finish()
     }
 }
 

@@ -76,9 +76,15 @@ impl TokenAuth {
     }
 }
 
+/// Sets `Authorization` (and, for a DPoP-bound token, a fresh `DPoP` proof) on `request`.
 fn authorize(request: &mut Request, token: &Token) -> Result<()> {
     let header = super::authorization(token).map_err(reqwest_middleware::Error::middleware)?;
+    let proof = super::dpop_proof(token, request.method().as_str(), request.url().as_str())
+        .map_err(reqwest_middleware::Error::middleware)?;
     request.headers_mut().insert(AUTHORIZATION, header);
+    if let Some(proof) = proof {
+        request.headers_mut().insert("dpop", proof);
+    }
     Ok(())
 }
 
@@ -99,8 +105,31 @@ impl Middleware for TokenAuth {
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let retry = request.try_clone();
-        request.headers_mut().insert(AUTHORIZATION, header);
-        let response = next.clone().run(request, extensions).await?;
+        let url = request.url().as_str().to_owned();
+        let response = if !super::dpop_bound(&token) {
+            request.headers_mut().insert(AUTHORIZATION, header);
+            next.clone().run(request, extensions).await?
+        } else {
+            // DPoP-bound: a proof per request, and once more with the nonce a server asks for.
+            let again = request.try_clone();
+            authorize(&mut request, &token)?;
+            let response = next.clone().run(request, extensions).await?;
+            match again {
+                Some(mut again)
+                    if super::asks_for_dpop_nonce(
+                        &token,
+                        &url,
+                        response.status(),
+                        response.headers(),
+                    ) =>
+                {
+                    drop(response);
+                    authorize(&mut again, &token)?;
+                    next.clone().run(again, extensions).await?
+                }
+                _ => response,
+            }
+        };
         if !super::rejects_token(response.status(), response.headers()) {
             return Ok(response);
         }

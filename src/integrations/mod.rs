@@ -29,6 +29,63 @@ fn authorization(token: &Token) -> Result<HeaderValue, Error> {
     Ok(token.authorization_header()?)
 }
 
+/// Whether requests presenting `token` need a DPoP proof.
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
+fn dpop_bound(token: &Token) -> bool {
+    #[cfg(feature = "dpop")]
+    return token.dpop_key().is_some();
+    #[cfg(not(feature = "dpop"))]
+    {
+        let _ = token;
+        false
+    }
+}
+
+/// The `DPoP` proof a request of `method` to `url` presenting `token` needs (with `ath`), or
+/// `None` for a token that is not DPoP-bound.
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
+fn dpop_proof(token: &Token, method: &str, url: &str) -> Result<Option<HeaderValue>, Error> {
+    #[cfg(feature = "dpop")]
+    if let Some(key) = token.dpop_key() {
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(Error::Fetch(crate::FetchError::permanent(
+                "DPoP: the request's URI is not absolute, so no proof can name it (htu)",
+            )));
+        }
+        let proof = crate::dpop::proof_for(key, method, url, Some(token.expose_secret()))?;
+        let mut value = HeaderValue::from_str(&proof).map_err(|_| Error::InvalidHeader)?;
+        value.set_sensitive(true);
+        return Ok(Some(value));
+    }
+    let _ = (token, method, url);
+    Ok(None)
+}
+
+/// Whether the answer to a request presenting `token` at `url` asks for a DPoP nonce (HTTP 401
+/// with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a `DPoP-Nonce`, RFC 9449 section
+/// 9); the nonce is remembered, so a request sent again carries it.
+#[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
+fn asks_for_dpop_nonce(
+    token: &Token,
+    url: &str,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+) -> bool {
+    #[cfg(feature = "dpop")]
+    if let Some(key) = token.dpop_key() {
+        let nonce = headers.get("dpop-nonce").and_then(|v| v.to_str().ok());
+        let fresh = crate::dpop::remember_nonce(key, url, nonce);
+        let asked = headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(crate::dpop::asks_for_nonce);
+        return fresh && asked && status == http::StatusCode::UNAUTHORIZED;
+    }
+    let _ = (token, url, status, headers);
+    false
+}
+
 /// The default bound on a rejected request's wait for the new token: 2 s, so that the wait
 /// plus a retry fits in a typical client timeout of 5 s (a healthy token endpoint answers in
 /// well under a second; a slow or failing one is not waited out per request).

@@ -59,11 +59,39 @@ pub trait RequestBuilderExt: Sized {
 
 impl RequestBuilderExt for RequestBuilder {
     fn with_token(self, handle: &TokenHandle) -> Result<Self, Error> {
+        #[cfg(feature = "dpop")]
+        if handle.with_current(|token| token.dpop_key().is_some())? {
+            return with_dpop(self, &handle.current()?);
+        }
         Ok(self.header(AUTHORIZATION, handle.authorization_header()?))
     }
 
     async fn with_token_within(self, handle: &TokenHandle, wait: Duration) -> Result<Self, Error> {
-        let (_, header) = handle.authorized_within(wait).await?;
+        let (token, header) = handle.authorized_within(wait).await?;
+        #[cfg(feature = "dpop")]
+        if token.dpop_key().is_some() {
+            return with_dpop(self, &token);
+        }
+        let _ = token;
         Ok(self.header(AUTHORIZATION, header))
     }
+}
+
+/// `builder` with `Authorization: DPoP <token>` and a proof for its method and URL.
+#[cfg(feature = "dpop")]
+fn with_dpop(builder: RequestBuilder, token: &crate::Token) -> Result<RequestBuilder, Error> {
+    let (client, request) = builder.build_split();
+    let mut request = request.map_err(|e| {
+        Error::Fetch(crate::FetchError::permanent(format!(
+            "DPoP: the request could not be built to sign a proof for it: {e}"
+        )))
+    })?;
+    let proof = super::dpop_proof(token, request.method().as_str(), request.url().as_str())?;
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, token.authorization_header()?);
+    if let Some(proof) = proof {
+        request.headers_mut().insert("dpop", proof);
+    }
+    Ok(RequestBuilder::from_parts(client, request))
 }

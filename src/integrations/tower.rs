@@ -170,10 +170,15 @@ pub struct TokenAuthService<S, R = NoReplay> {
     config: Arc<Config<R>>,
 }
 
+/// Sets `Authorization` (and, for a DPoP-bound token, a fresh `DPoP` proof) on `request`.
 fn authorize<B>(request: &mut Request<B>, token: &Token) -> Result<(), BoxError> {
-    request
-        .headers_mut()
-        .insert(AUTHORIZATION, super::authorization(token)?);
+    let header = super::authorization(token)?;
+    let uri = request.uri().to_string();
+    let proof = super::dpop_proof(token, request.method().as_str(), &uri)?;
+    request.headers_mut().insert(AUTHORIZATION, header);
+    if let Some(proof) = proof {
+        request.headers_mut().insert("dpop", proof);
+    }
     Ok(())
 }
 
@@ -209,8 +214,35 @@ where
                 .authorized_within(budget(config.wait_for_token))
                 .await?;
             let retry = config.replay.replay(&request);
-            request.headers_mut().insert(AUTHORIZATION, header);
-            let response = inner.call(request).await.map_err(Into::into)?;
+            let response = if !super::dpop_bound(&token) {
+                request.headers_mut().insert(AUTHORIZATION, header);
+                inner.call(request).await.map_err(Into::into)?
+            } else {
+                // DPoP-bound: a proof per request, and once more with the nonce a server asks
+                // for (when the request can be replayed).
+                let uri = request.uri().to_string();
+                let again = config.replay.replay(&request);
+                authorize(&mut request, &token)?;
+                let response = inner.call(request).await.map_err(Into::into)?;
+                match again {
+                    Some(mut again)
+                        if super::asks_for_dpop_nonce(
+                            &token,
+                            &uri,
+                            response.status(),
+                            response.headers(),
+                        ) =>
+                    {
+                        drop(response);
+                        authorize(&mut again, &token)?;
+                        poll_fn(|cx| inner.poll_ready(cx))
+                            .await
+                            .map_err(Into::into)?;
+                        inner.call(again).await.map_err(Into::into)?
+                    }
+                    _ => response,
+                }
+            };
             if !super::rejects_token(response.status(), response.headers()) {
                 return Ok(response);
             }

@@ -83,23 +83,33 @@ impl TokenSource for RefreshTokenGrant {
             let mut secrets: Vec<&SecretString> = secrets.iter().collect();
             secrets.push(&refresh_token);
 
-            let answer = endpoint
-                .exchange(request, &secrets)
-                .await
-                .map_err(|rejection| match rejection.code.as_deref() {
-                    Some("invalid_grant") => FetchError::permanent(format!(
-                        "{}; the refresh token was rejected: a new login is needed",
-                        rejection.error
-                    )),
-                    _ => rejection.error,
-                })?;
-            response::parse_refreshed(
+            // A refresh token bound to a DPoP key is presented with a proof by that key: the
+            // one the previous token (from the store, the fleet) was bound to, else this grant's.
+            #[cfg(feature = "dpop")]
+            let key = ctx
+                .previous()
+                .and_then(|token| token.dpop_key())
+                .or(self.request.dpop.as_ref());
+            #[cfg(not(feature = "dpop"))]
+            let key = self.request.dpop.as_ref();
+            let answer =
+                self.request.send(request, &secrets, key).await.map_err(
+                    |rejection| match rejection.code.as_deref() {
+                        Some("invalid_grant") => FetchError::permanent(format!(
+                            "{}; the refresh token was rejected: a new login is needed",
+                            rejection.error
+                        )),
+                        _ => rejection.error,
+                    },
+                )?;
+            let token = response::parse_refreshed(
                 &answer.body,
                 endpoint.shown(),
                 &Shape::oauth(),
                 SystemTime::now(),
                 &refresh_token,
-            )
+            )?;
+            Ok(oauth::bind(token, key))
         })
     }
 

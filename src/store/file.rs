@@ -72,6 +72,10 @@ struct Stored {
     refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     extra: Map<String, Value>,
+    /// The DPoP key (PKCS#8 PEM) the token and its refresh token are bound to: without it the
+    /// refresh token is useless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
 }
 
 /// The plain copies of the secrets are wiped when the record is dropped.
@@ -80,6 +84,9 @@ impl Drop for Stored {
         self.access_token.zeroize();
         if let Some(refresh_token) = &mut self.refresh_token {
             refresh_token.zeroize();
+        }
+        if let Some(key) = &mut self.dpop_key {
+            key.zeroize();
         }
     }
 }
@@ -106,15 +113,20 @@ impl Stored {
             scope: token.scope().map(str::to_owned),
             refresh_token: token.refresh_token().map(|t| t.expose_secret().to_owned()),
             extra: token.extra().clone(),
+            #[cfg(feature = "dpop")]
+            dpop_key: token.dpop_key().map(|key| key.to_pkcs8_pem()),
+            #[cfg(not(feature = "dpop"))]
+            dpop_key: None,
         }
     }
 
-    fn into_token(mut self) -> Option<Token> {
+    fn into_token(mut self) -> Result<Token, &'static str> {
+        const TIME: &str = "a time is out of range";
         use std::mem::take;
         let mut token =
             Token::new(take(&mut self.access_token)).with_token_type(take(&mut self.token_type));
         if let Some(expires_at) = self.expires_at {
-            token = token.expires_at(from_unix(expires_at)?);
+            token = token.expires_at(from_unix(expires_at).ok_or(TIME)?);
         }
         if let Some(scope) = self.scope.take() {
             token = token.with_scope(scope);
@@ -122,11 +134,16 @@ impl Stored {
         if let Some(refresh_token) = self.refresh_token.take() {
             token = token.with_refresh_token(refresh_token);
         }
-        Some(
-            token
-                .with_extra(take(&mut self.extra))
-                .anchored_at(from_unix(self.issued_at)?),
-        )
+        // Without feature `dpop` the key cannot sign: the token is loaded unbound, and a
+        // server that wants proofs refuses it (the refresher then fetches anew).
+        #[cfg(feature = "dpop")]
+        if let Some(pem) = &self.dpop_key {
+            let key = crate::dpop::DpopKey::from_pkcs8_pem(pem);
+            token = token.with_dpop_key(key.map_err(|_| "the DPoP key is not a P-256 PKCS#8 key")?);
+        }
+        Ok(token
+            .with_extra(take(&mut self.extra))
+            .anchored_at(from_unix(self.issued_at).ok_or(TIME)?))
     }
 }
 
@@ -144,9 +161,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Token, String> {
     if stored.format != 1 {
         return Err(format!("unknown format {}", stored.format));
     }
-    stored
-        .into_token()
-        .ok_or_else(|| "a time is out of range".into())
+    stored.into_token().map_err(str::to_owned)
 }
 
 impl FileStore {
@@ -352,5 +367,31 @@ impl TokenStore for FileStore {
                 .await
                 .map_err(|e| StoreError::new(format!("token store: {e}")))?
         })
+    }
+}
+
+#[cfg(all(test, feature = "dpop"))]
+mod tests {
+    use super::*;
+
+    /// The record `FileStore` writes and the fleet seals: a DPoP-bound token keeps its key.
+    #[test]
+    fn a_record_keeps_the_dpop_key_its_refresh_token_is_bound_to() {
+        let key = crate::dpop::DpopKey::generate().unwrap();
+        let token = Token::new("at")
+            .with_token_type("DPoP")
+            .with_refresh_token("rt")
+            .with_dpop_key(key.clone());
+        let record = encode_record(&token);
+        let back = decode_record(&record).unwrap();
+        assert_eq!(back.dpop_key(), Some(&key));
+        assert_eq!(back.token_type(), "DPoP");
+
+        let text = String::from_utf8(record.to_vec()).unwrap();
+        // In the JSON, the PEM's line breaks are `\n` escapes.
+        let broken = text.replace(r"BEGIN PRIVATE KEY-----\n", r"BEGIN PRIVATE KEY-----\nAA");
+        assert_ne!(broken, text);
+        let why = decode_record(broken.as_bytes()).unwrap_err();
+        assert!(why.contains("DPoP key"), "{why}");
     }
 }

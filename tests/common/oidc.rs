@@ -19,6 +19,8 @@ pub struct AuthServer {
     pub child: Child,
     pub token_endpoint: String,
     pub refresh_token: String,
+    /// A refresh token of public client `rt-dpop`, bound to the key given to `start_dpop`.
+    pub dpop_refresh_token: Option<String>,
 }
 
 impl Drop for AuthServer {
@@ -30,6 +32,16 @@ impl Drop for AuthServer {
 
 /// Starts the server with access tokens living `ttl` seconds, or says why it cannot.
 pub fn start(ttl: u64) -> Option<AuthServer> {
+    start_with(ttl, None)
+}
+
+/// As `start`, with a refresh token of client `rt-dpop` bound to the DPoP key whose
+/// thumbprint is `jkt`.
+pub fn start_dpop(ttl: u64, jkt: &str) -> Option<AuthServer> {
+    start_with(ttl, Some(jkt))
+}
+
+fn start_with(ttl: u64, jkt: Option<&str>) -> Option<AuthServer> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     if Command::new("node").arg("--version").output().is_err() {
         server_missing("Node.js", "Debian: apt-get install nodejs npm");
@@ -39,6 +51,7 @@ pub fn start(ttl: u64) -> Option<AuthServer> {
     let mut child = Command::new("node")
         .arg(dir.join("server.mjs"))
         .args([SECRET, &ttl.to_string()])
+        .args(jkt)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -54,6 +67,7 @@ pub fn start(ttl: u64) -> Option<AuthServer> {
         child,
         token_endpoint: ready["token_endpoint"].as_str().unwrap().to_owned(),
         refresh_token: ready["refresh_token"].as_str().unwrap().to_owned(),
+        dpop_refresh_token: ready["dpop_refresh_token"].as_str().map(str::to_owned),
     })
 }
 

@@ -3,15 +3,19 @@
 // port. It prints one line of JSON when it listens (the token endpoint and a fresh refresh
 // token), then serves until its process is killed.
 //
-// Usage: node server.mjs <client secret> <access token lifetime in seconds>
+// Usage: node server.mjs <client secret> <access token lifetime in seconds> [<DPoP jkt>]
+//
+// DPoP (RFC 9449) is on, with nonces required: a request with a proof gets
+// `use_dpop_nonce` until its proof carries the server's nonce. Client `cc-dpop` must use DPoP;
+// given a key thumbprint, the public client `rt-dpop` gets a refresh token bound to that key.
 
 import http from 'node:http';
 
 import Provider from 'oidc-provider';
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
-const [secret, ttlArg] = process.argv.slice(2);
+const [secret, ttlArg, dpopJkt] = process.argv.slice(2);
 const ttl = Number(ttlArg ?? 5);
 const listener = http.createServer();
 await new Promise((resolve) => listener.listen(0, '127.0.0.1', resolve));
@@ -55,6 +59,23 @@ const provider = new Provider(issuer, {
       jwks: { keys: [publicJwk] },
     },
     {
+      client_id: 'cc-dpop',
+      client_secret: secret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      dpop_bound_access_tokens: true,
+    },
+    {
+      client_id: 'rt-dpop',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+      token_endpoint_auth_method: 'none',
+      dpop_bound_access_tokens: true,
+    },
+    {
       client_id: 'rt-client',
       client_secret: secret,
       grant_types: ['authorization_code', 'refresh_token'],
@@ -68,6 +89,7 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     devInteractions: { enabled: false },
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => resource,
@@ -101,10 +123,30 @@ const refreshToken = await new provider.RefreshToken({
   iiat: Math.floor(Date.now() / 1000),
 }).save();
 
+// A refresh token of the public client, bound to the test's DPoP key.
+let dpopRefreshToken;
+if (dpopJkt) {
+  const dpopGrant = new provider.Grant({ accountId: 'user-2', clientId: 'rt-dpop' });
+  dpopGrant.addOIDCScope('openid offline_access');
+  dpopGrant.addResourceScope(resource, 'api');
+  const dpopGrantId = await dpopGrant.save();
+  dpopRefreshToken = await new provider.RefreshToken({
+    accountId: 'user-2',
+    client: await provider.Client.find('rt-dpop'),
+    grantId: dpopGrantId,
+    gty: 'authorization_code',
+    scope: 'openid offline_access',
+    resource,
+    iiat: Math.floor(Date.now() / 1000),
+    jkt: dpopJkt,
+  }).save();
+}
+
 listener.on('request', provider.callback());
 console.log(JSON.stringify({
   issuer,
   token_endpoint: `${issuer}/token`,
   introspection_endpoint: `${issuer}/token/introspection`,
   refresh_token: refreshToken,
+  dpop_refresh_token: dpopRefreshToken,
 }));

@@ -65,6 +65,16 @@ macro_rules! oauth_request_setters {
             self
         }
 
+        /// Asks for DPoP-bound tokens (RFC 9449): every token request carries a proof signed
+        /// by `key`, and a token the server binds (`token_type: DPoP`) is published with the
+        /// key, so requests presenting it carry proofs too. See [`crate::dpop`].
+        #[cfg(feature = "dpop")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+        pub fn dpop(mut self, key: $crate::dpop::DpopKey) -> Self {
+            self.client.dpop = Some(key);
+            self
+        }
+
         /// HTTP client, time and size limits. Default: [`HttpOptions::new`].
         pub fn http(mut self, http: HttpOptions) -> Self {
             self.http = http;
@@ -144,7 +154,16 @@ pub(crate) struct TokenRequest {
     pub(crate) client: Client,
     pub(crate) format: BodyFormat,
     pub(crate) params: Vec<(String, String)>,
+    /// The DPoP key token requests prove possession of.
+    pub(crate) dpop: Option<BoundKey>,
 }
+
+/// A DPoP key with feature `dpop`; a type with no values without it, so that the code that
+/// passes keys around needs no `cfg` of its own.
+#[cfg(feature = "dpop")]
+pub(crate) type BoundKey = crate::dpop::DpopKey;
+#[cfg(not(feature = "dpop"))]
+pub(crate) type BoundKey = std::convert::Infallible;
 
 /// The parts of a client's configuration every grant's builder holds.
 #[derive(Default)]
@@ -156,6 +175,7 @@ pub(crate) struct ClientConfig {
     pub(crate) params: Vec<(String, String)>,
     /// The discovered metadata to check the grant and authentication method against.
     pub(crate) issuer: Option<std::sync::Arc<super::discovery::Metadata>>,
+    pub(crate) dpop: Option<BoundKey>,
 }
 
 impl TokenRequest {
@@ -184,8 +204,27 @@ impl TokenRequest {
             },
             format: client.format,
             params: client.params,
+            dpop: client.dpop,
         })
     }
+}
+
+/// `token`, bound to `key` if the server bound it (`token_type: DPoP`). A server that answers
+/// `Bearer` to a request with a proof does not do DPoP: the token is a plain bearer token.
+pub(crate) fn bind(token: crate::Token, key: Option<&BoundKey>) -> crate::Token {
+    let Some(key) = key else {
+        return token;
+    };
+    #[cfg(feature = "dpop")]
+    {
+        if token.token_type().eq_ignore_ascii_case("DPoP") {
+            token.with_token_type("DPoP").with_dpop_key(key.clone())
+        } else {
+            token
+        }
+    }
+    #[cfg(not(feature = "dpop"))]
+    match *key {}
 }
 
 /// A request ready to send, and the secrets it carries (to scrub from any error).
@@ -210,17 +249,76 @@ impl TokenRequest {
             mut secrets,
         } = self.build(params).await?;
         secrets.extend(sent);
+        let key = self.dpop.as_ref();
         let answer = self
-            .endpoint
-            .exchange(request, &secrets.iter().collect::<Vec<_>>())
+            .send(request, &secrets.iter().collect::<Vec<_>>(), key)
             .await
             .map_err(|rejection| explain_invalid_grant(rejection, refused))?;
-        super::response::parse_token(
+        let token = super::response::parse_token(
             &answer.body,
             self.endpoint.shown(),
             shape,
             std::time::SystemTime::now(),
-        )
+        )?;
+        Ok(bind(token, key))
+    }
+
+    /// Sends a prepared token request. With a DPoP `key`, it carries a proof, and a server
+    /// that answers `use_dpop_nonce` with a `DPoP-Nonce` gets the request once more with a
+    /// proof that includes it.
+    pub(crate) async fn send(
+        &self,
+        request: RequestBuilder,
+        secrets: &[&SecretString],
+        key: Option<&BoundKey>,
+    ) -> Result<super::http::Answer, super::http::Rejection> {
+        let Some(key) = key else {
+            return self.endpoint.exchange(request, secrets).await;
+        };
+        #[cfg(feature = "dpop")]
+        {
+            use super::http::Rejection;
+            let url = self.endpoint.url().as_str();
+            let proof =
+                || crate::dpop::proof_for(key, "POST", url, None).map_err(Rejection::transport);
+            let again = request.try_clone();
+            let first = self
+                .endpoint
+                .exchange(request.header("DPoP", proof()?), secrets)
+                .await;
+            let asked = match &first {
+                Ok(answer) => {
+                    let nonce = answer
+                        .headers
+                        .get("dpop-nonce")
+                        .and_then(|v| v.to_str().ok());
+                    crate::dpop::remember_nonce(key, url, nonce);
+                    false
+                }
+                Err(rejection) => {
+                    let fresh =
+                        crate::dpop::remember_nonce(key, url, rejection.dpop_nonce.as_deref());
+                    fresh && rejection.code.as_deref() == Some("use_dpop_nonce")
+                }
+            };
+            match (asked, again) {
+                (true, Some(again)) => {
+                    let answer = self
+                        .endpoint
+                        .exchange(again.header("DPoP", proof()?), secrets)
+                        .await?;
+                    let nonce = answer
+                        .headers
+                        .get("dpop-nonce")
+                        .and_then(|v| v.to_str().ok());
+                    crate::dpop::remember_nonce(key, url, nonce);
+                    Ok(answer)
+                }
+                _ => first,
+            }
+        }
+        #[cfg(not(feature = "dpop"))]
+        match *key {}
     }
 
     /// The request for a grant: its own parameters first, then the configured ones, plus the

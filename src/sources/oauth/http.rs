@@ -170,14 +170,17 @@ pub(crate) struct Rejection {
     pub(crate) status: Option<StatusCode>,
     /// The RFC 6749 `error` code, when the answer had one.
     pub(crate) code: Option<String>,
+    /// The answer's `DPoP-Nonce` header (RFC 9449), if it had one.
+    pub(crate) dpop_nonce: Option<String>,
     pub(crate) error: FetchError,
 }
 
 impl Rejection {
-    fn transport(error: FetchError) -> Rejection {
+    pub(crate) fn transport(error: FetchError) -> Rejection {
         Rejection {
             status: None,
             code: None,
+            dpop_nonce: None,
             error,
         }
     }
@@ -238,6 +241,12 @@ impl Endpoint {
         })
     }
 
+    /// The endpoint's URL (it may hold a secret in its query: never show it).
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn url(&self) -> &Url {
+        &self.url
+    }
+
     /// The endpoint as it may appear in messages.
     pub(crate) fn shown(&self) -> &str {
         &self.shown
@@ -280,6 +289,7 @@ impl Endpoint {
                 return Err(Rejection {
                     status: Some(response.status()),
                     code: None,
+                    dpop_nonce: None,
                     error: FetchError::permanent(scrub(format!(
                         "{}: the answer came from {}, and is refused",
                         self.shown,
@@ -329,7 +339,12 @@ impl Endpoint {
             if status.is_success() {
                 return Ok(Answer { body, headers });
             }
-            Err(self.failure(status, &body, retry_after, location, secrets))
+            let mut rejection = self.failure(status, &body, retry_after, location, secrets);
+            rejection.dpop_nonce = headers
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            Err(rejection)
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -372,6 +387,7 @@ impl Endpoint {
         Rejection {
             status: Some(status),
             code: error.error,
+            dpop_nonce: None,
             error: match retry_after {
                 Some(after) => failure.with_retry_after(after),
                 None => failure,
