@@ -12,6 +12,8 @@ mod redis_servers;
 mod required;
 
 mod basics;
+#[cfg(feature = "dpop")]
+mod dpop;
 mod faults;
 mod highly_available;
 
