@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &secret_file.path().display().to_string(),
         );
     let config: CredentialsConfig = toml::from_str(&text)?;
-    let registry = config.spawn()?;
+    let registry = config.spawn().await?;
 
     for name in ["orders-api", "billing-api"] {
         let handle = registry.get(name).expect("declared in the file");
@@ -46,6 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let broken = text.replace("refresh_at = 0.75", "refresh_at = 7.5");
     let error = toml::from_str::<CredentialsConfig>(&broken)?
         .spawn()
+        .await
         .unwrap_err();
     println!("a bad setting: {error}");
 

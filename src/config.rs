@@ -2,7 +2,8 @@
 //! build a [`Registry`] from them, so that a service reads its config file (with whatever
 //! config crate it uses) and spawns every credential in one call.
 //!
-//! Secrets are never written in the file: each is named by an environment variable (read once,
+//! A grant names its `token_url`, or its `issuer` (the token endpoint is then discovered at
+//! spawn). Secrets are never written in the file: each is named by an environment variable (read once,
 //! at [`spawn`](CredentialsConfig::spawn)) or a file (read at every fetch, so a rotated mount is
 //! picked up). Durations are human-readable (`"30s"`, `"5m"`). Unknown fields are refused, so a
 //! typo is an error, not a silently ignored setting.
@@ -40,7 +41,7 @@
 //!         "static": { "flow": "file", "path": "/run/secrets/api-token" }
 //!     }
 //! }"#)?;
-//! let registry = config.spawn()?;
+//! let registry = config.spawn().await?;
 //! assert!(registry.get("static").is_some());
 //! registry.shutdown();
 //! # Ok(()) }
@@ -54,7 +55,7 @@ use serde::Deserialize;
 
 use crate::sources::cloud::{AzureManagedIdentity, GceMetadata, GitHubActionsOidc};
 use crate::sources::{
-    ApiKeyExchange, ClientAuth, ClientCredentials, FileToken, RefreshTokenGrant, Secret,
+    ApiKeyExchange, ClientAuth, ClientCredentials, FileToken, Issuer, RefreshTokenGrant, Secret,
 };
 use crate::{ConfigError, FileStore, RefreshPolicy, Refresher, RefresherBuilder, Registry};
 
@@ -77,8 +78,13 @@ pub struct CredentialsConfig {
 pub enum CredentialConfig {
     /// OAuth2 client credentials ([`ClientCredentials`]).
     ClientCredentials {
-        /// The token endpoint.
-        token_url: String,
+        /// The token endpoint (or give `issuer`).
+        #[serde(default)]
+        token_url: Option<String>,
+        /// The issuer, whose token endpoint is discovered at spawn (OpenID discovery, RFC
+        /// 8414 fallback), and whose metadata the grant is checked against.
+        #[serde(default)]
+        issuer: Option<String>,
         /// The client's id.
         client_id: String,
         /// The client's secret.
@@ -104,8 +110,12 @@ pub enum CredentialConfig {
     },
     /// OAuth2 refresh-token grant ([`RefreshTokenGrant`]).
     RefreshToken {
-        /// The token endpoint.
-        token_url: String,
+        /// The token endpoint (or give `issuer`).
+        #[serde(default)]
+        token_url: Option<String>,
+        /// The issuer, whose token endpoint is discovered at spawn.
+        #[serde(default)]
+        issuer: Option<String>,
         /// The refresh token to start from.
         refresh_token: SecretConfig,
         /// The client's id, if the server wants one.
@@ -295,7 +305,9 @@ pub struct PolicyConfig {
 }
 
 impl CredentialsConfig {
-    /// Builds every credential and spawns it in a new [`Registry`] keyed by name.
+    /// Builds every credential and spawns it in a new [`Registry`] keyed by name. Credentials
+    /// that name an `issuer` ask it for its metadata first (bounded by 30 s each); the others
+    /// touch no network here.
     ///
     /// # Errors
     ///
@@ -306,11 +318,12 @@ impl CredentialsConfig {
     /// # Panics
     ///
     /// Outside a tokio runtime, like `tokio::spawn`.
-    pub fn spawn(&self) -> Result<Registry<String>, ConfigError> {
+    pub async fn spawn(&self) -> Result<Registry<String>, ConfigError> {
         let mut built = Vec::with_capacity(self.credentials.len());
         for (name, credential) in &self.credentials {
             let refresher = credential
                 .refresher()
+                .await
                 .map_err(|e| ConfigError::new(format!("credential `{name}`: {e}")))?;
             built.push((name.clone(), refresher));
         }
@@ -327,15 +340,17 @@ impl CredentialsConfig {
 }
 
 impl CredentialConfig {
-    /// The refresher this credential describes, not yet spawned.
+    /// The refresher this credential describes, not yet spawned. Asks the issuer for its
+    /// metadata when the credential names an `issuer` rather than a `token_url`.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field that is wrong.
-    pub fn refresher(&self) -> Result<RefresherBuilder, ConfigError> {
+    pub async fn refresher(&self) -> Result<RefresherBuilder, ConfigError> {
         let (builder, policy) = match self {
             CredentialConfig::ClientCredentials {
                 token_url,
+                issuer,
                 client_id,
                 client_secret,
                 auth,
@@ -346,8 +361,11 @@ impl CredentialConfig {
                 policy,
             } => {
                 let secret = client_secret.secret("client_secret")?;
-                let mut source = ClientCredentials::builder(token_url, client_id, secret)
-                    .auth(auth.client_auth());
+                let mut source = match token_endpoint(token_url, issuer).await? {
+                    At::Url(url) => ClientCredentials::builder(url, client_id, secret),
+                    At::Issuer(issuer) => issuer.client_credentials(client_id, secret),
+                }
+                .auth(auth.client_auth());
                 if !scopes.is_empty() {
                     source = source.scope(scopes.join(" "));
                 }
@@ -364,6 +382,7 @@ impl CredentialConfig {
             }
             CredentialConfig::RefreshToken {
                 token_url,
+                issuer,
                 refresh_token,
                 client_id,
                 client_secret,
@@ -373,7 +392,10 @@ impl CredentialConfig {
                 policy,
             } => {
                 let refresh = refresh_token.value_now("refresh_token")?;
-                let mut source = RefreshTokenGrant::builder(token_url, refresh);
+                let mut source = match token_endpoint(token_url, issuer).await? {
+                    At::Url(url) => RefreshTokenGrant::builder(url, refresh),
+                    At::Issuer(issuer) => issuer.refresh_token_grant(refresh),
+                };
                 if let Some(id) = client_id {
                     source = source.client_id(id);
                 }
@@ -450,6 +472,29 @@ impl CredentialConfig {
             }
         };
         Ok(builder.policy(policy.apply(RefreshPolicy::default())?))
+    }
+}
+
+/// Where a grant sends its requests.
+enum At<'a> {
+    Url(&'a str),
+    Issuer(Issuer),
+}
+
+/// The token endpoint from exactly one of `token_url` and `issuer` (discovered).
+async fn token_endpoint<'a>(
+    token_url: &'a Option<String>,
+    issuer: &Option<String>,
+) -> Result<At<'a>, ConfigError> {
+    match (token_url, issuer) {
+        (Some(url), None) => Ok(At::Url(url)),
+        (None, Some(issuer)) => Issuer::discover(issuer, &crate::sources::HttpOptions::new())
+            .await
+            .map(At::Issuer)
+            .map_err(|e| ConfigError::new(format!("issuer: discovery failed: {e}"))),
+        _ => Err(ConfigError::new(
+            "give exactly one of `token_url` or `issuer`",
+        )),
     }
 }
 

@@ -42,7 +42,22 @@ async fn token_endpoint() -> (
         ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{issuer}/token");
+    // OpenID discovery, for credentials that name the issuer instead of the token endpoint.
+    let metadata = json!({
+        "issuer": issuer,
+        "token_endpoint": url,
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+    });
+    let app = app.route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(move || {
+            let metadata = metadata.clone();
+            async move { Json(metadata) }
+        }),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)
 }
@@ -78,13 +93,21 @@ async fn every_declared_credential_is_spawned_with_its_settings() {
         [credentials.sidecar]
         flow = "file"
         path = "{token}"
+
+        [credentials.discovered]
+        flow = "client_credentials"
+        issuer = "{issuer}"
+        client_id = "discovered"
+        client_secret = {{ file = "{secret}" }}
+        auth = "body"
         "#,
+        issuer = url.trim_end_matches("/token"),
         secret = dir.path().join("secret").display(),
         token = dir.path().join("token").display(),
     );
     let config: CredentialsConfig = toml::from_str(&text).unwrap();
-    let registry = config.spawn().unwrap();
-    assert_eq!(registry.len(), 3);
+    let registry = config.spawn().await.unwrap();
+    assert_eq!(registry.len(), 4);
 
     let orders = registry.get("orders").unwrap();
     assert_eq!(orders.name(), "orders");
@@ -96,6 +119,12 @@ async fn every_declared_credential_is_spawned_with_its_settings() {
     assert_eq!(billing.expose_secret(), "token-for-basic");
     let sidecar = registry.get("sidecar").unwrap().ready().await.unwrap();
     assert_eq!(sidecar.expose_secret(), "a-file-token");
+    let discovered = registry.get("discovered").unwrap().ready().await.unwrap();
+    assert_eq!(
+        discovered.expose_secret(),
+        "token-for-discovered",
+        "via the issuer's metadata"
+    );
 
     let seen = seen.lock().unwrap();
     let (form, _) = seen
@@ -148,6 +177,23 @@ async fn mistakes_name_the_credential_and_the_field_and_nothing_is_spawned() {
             "credential `sidecar`: policy.serve_margin: `a while` is not a duration",
         ),
         (
+            r#"[credentials.both]
+               flow = "client_credentials"
+               token_url = "https://auth.example.com/token"
+               issuer = "https://auth.example.com"
+               client_id = "both"
+               client_secret = { file = "/run/secret" }"#,
+            "credential `both`: give exactly one of `token_url` or `issuer`",
+        ),
+        (
+            r#"[credentials.nowhere]
+               flow = "client_credentials"
+               issuer = "http://127.0.0.1:9"
+               client_id = "nowhere"
+               client_secret = { file = "/run/secret" }"#,
+            "credential `nowhere`: issuer: discovery failed: http://127.0.0.1:9/",
+        ),
+        (
             r#"[credentials.api]
                flow = "api_key"
                url = "https://api.example.com/tokens"
@@ -157,7 +203,7 @@ async fn mistakes_name_the_credential_and_the_field_and_nothing_is_spawned() {
     ];
     for (text, says) in cases {
         let config: CredentialsConfig = toml::from_str(text).unwrap();
-        let error = config.spawn().unwrap_err().to_string();
+        let error = config.spawn().await.unwrap_err().to_string();
         assert!(error.starts_with(says), "expected `{says}`, got `{error}`");
     }
 }

@@ -3,6 +3,8 @@
 //! runner's OIDC endpoint, and an RFC 8693 token endpoint that trades what it issued. The
 //! official SDKs fetch from it too (see `sdk.rs`), which checks that it is faithful.
 
+#![allow(dead_code)] // the environment test (`tests/cloud_env.rs`) uses a part
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -66,6 +68,18 @@ impl Drop for Platform {
 
 impl Platform {
     pub async fn start() -> Platform {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Platform::serve(listener)
+    }
+
+    /// On a listener bound before the runtime started (so its port could go in the
+    /// environment first).
+    pub fn start_on(listener: std::net::TcpListener) -> Platform {
+        listener.set_nonblocking(true).unwrap();
+        Platform::serve(tokio::net::TcpListener::from_std(listener).unwrap())
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> Platform {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route(
@@ -87,7 +101,6 @@ impl Platform {
             .route("/_apis/token", get(github_token))
             .route("/sts/token", post(exchange))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accept = shared.clone();
         let task = tokio::spawn(async move {

@@ -25,7 +25,9 @@ async fn the_key_travels_with_the_refresh_token_through_the_fleet() {
             .dpop(key.clone())
             .build()
             .unwrap();
-        Refresher::builder(grant).shared(redis.fleet("dpop")).spawn()
+        Refresher::builder(grant)
+            .shared(redis.fleet("dpop"))
+            .spawn()
     };
     let first = replica(&bound);
     let token = first.ready().await.unwrap();
@@ -35,8 +37,16 @@ async fn the_key_travels_with_the_refresh_token_through_the_fleet() {
     let other = DpopKey::generate().unwrap();
     let second = replica(&other);
     let adopted = second.ready().await.unwrap();
-    assert_eq!(adopted.expose_secret(), token.expose_secret(), "adopted from the fleet");
-    assert_eq!(adopted.dpop_key(), Some(&bound), "with the key from the sealed record");
+    assert_eq!(
+        adopted.expose_secret(),
+        token.expose_secret(),
+        "adopted from the fleet"
+    );
+    assert_eq!(
+        adopted.dpop_key(),
+        Some(&bound),
+        "with the key from the sealed record"
+    );
 
     first.shutdown();
     let refreshed = second.refresh().await.unwrap();
