@@ -177,6 +177,7 @@ pub mod dpop;
 mod duration_format;
 mod error;
 pub mod fleet;
+mod health;
 pub mod integrations;
 mod jwt;
 mod policy;
@@ -189,6 +190,9 @@ mod token;
 
 pub use clock::Clock;
 pub use error::{ConfigError, Error, FetchError, FetchErrorKind};
+#[cfg(feature = "health")]
+pub use health::HealthService;
+pub use health::{CredentialHealth, Health, HealthReport};
 #[cfg(feature = "http-sources")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "native-tls"))))]
 pub use integrations::RequestBuilderExt;

@@ -10,6 +10,10 @@
 //! | `tokenwarden_token_expires_at_seconds` | gauge | `credential` | when the served token expires (Unix time, seconds); alert on `tokenwarden_token_expires_at_seconds - time()` |
 //! | `tokenwarden_token_seconds_until_expiry` | gauge | `credential` | seconds the served token has left, as of the refresher's last change or wake-up (it wakes a few times per lifetime) |
 //! | `tokenwarden_state` | gauge | `credential`, `state` | 1 for the current state, 0 for the others; `state` is `pending`, `fresh`, `refreshing`, `stale`, `expired`, `failed` or `stopped` |
+//! | `tokenwarden_fleet_available` | gauge | `credential` | for a refresher [shared](crate::RefresherBuilder::shared) with a fleet: 1 while its store answers, 0 while it does not |
+//!
+//! `contrib/` holds a Grafana dashboard and Prometheus alerting rules over these series
+//! (`contrib/prometheus/tokenwarden.rules.yml`, tested with `promtool test rules`).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -80,6 +84,12 @@ pub(crate) fn fetched<T>(
         "outcome" => outcome
     )
     .record(took.as_secs_f64());
+}
+
+/// Whether a shared refresher's fleet store answers.
+pub(crate) fn fleet_available(credential: &Arc<str>, available: bool) {
+    metrics::gauge!("tokenwarden_fleet_available", "credential" => credential.to_string())
+        .set(if available { 1.0 } else { 0.0 });
 }
 
 /// The published state went from `previous` (if any) to `state`, at wall-clock `now`.

@@ -203,7 +203,21 @@ impl RefresherBuilder {
         let source = match self.fleet {
             Some(fleet) => {
                 let (board, hook) = (board.clone(), event_hook.clone());
+                #[cfg(feature = "metrics")]
+                let credential = name.clone();
+                #[cfg(feature = "metrics")]
+                crate::integrations::metrics::fleet_available(&credential, true);
                 let report = Arc::new(move |event: Event| {
+                    #[cfg(feature = "metrics")]
+                    match &event {
+                        Event::FleetUnavailable { .. } => {
+                            crate::integrations::metrics::fleet_available(&credential, false);
+                        }
+                        Event::FleetAvailable => {
+                            crate::integrations::metrics::fleet_available(&credential, true);
+                        }
+                        _ => {}
+                    }
                     if let Some(hook) = &hook {
                         hook(&event);
                     }
