@@ -254,12 +254,14 @@ impl From<ConfigError> for Error {
 /// problem (and never a secret).
 ///
 /// ```
+/// # #[cfg(feature = "http-sources")] {
 /// use tokenwarden::ClientCredentials;
 ///
 /// let err = ClientCredentials::builder("http://auth.example.com/token", "id", "secret")
 ///     .build()
 ///     .unwrap_err();
 /// assert!(err.to_string().contains("must use https"));
+/// # }
 /// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{0}")]

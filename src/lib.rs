@@ -63,6 +63,8 @@
 //! (`private_key_jwt`, feature `signing`) or a client certificate (mutual TLS, RFC 8705):
 //!
 //! ```no_run
+//! # #[cfg(feature = "http-sources")]
+//! # mod example {
 //! # async fn run() -> Result<(), tokenwarden::Error> {
 //! use tokenwarden::sources::{ClientCredentials, Credential, HttpOptions, Issuer, Secret};
 //! use tokenwarden::Refresher;
@@ -83,12 +85,15 @@
 //!     .build()?;
 //! let billing = Refresher::builder(source).name("billing").spawn();
 //! # Ok(()) }
+//! # }
 //! ```
 //!
 //! Workload identity federation: a Kubernetes projected service-account token, re-read at every
 //! fetch, exchanged for a cloud token:
 //!
 //! ```no_run
+//! # #[cfg(feature = "http-sources")]
+//! # mod example {
 //! # fn run() -> Result<(), tokenwarden::Error> {
 //! use tokenwarden::sources::{SubjectToken, TokenExchange};
 //!
@@ -98,6 +103,7 @@
 //!     .build()?;
 //! let handle = tokenwarden::Refresher::builder(source).name("federated").spawn();
 //! # Ok(()) }
+//! # }
 //! ```
 //!
 //! A service account's key file (feature `signing`):
@@ -127,6 +133,8 @@
 //!   set `Authorization`, and on a rejected token refresh once and retry once.
 //!
 //! ```no_run
+//! # #[cfg(feature = "http-sources")]
+//! # mod example {
 //! # async fn run(handle: tokenwarden::TokenHandle) -> Result<(), Box<dyn std::error::Error>> {
 //! use tokenwarden::RequestBuilderExt;
 //!
@@ -136,6 +144,7 @@
 //!     .send()
 //!     .await?;
 //! # Ok(()) }
+//! # }
 //! ```
 //!
 //! # Operating it

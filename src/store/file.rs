@@ -28,6 +28,8 @@ use crate::Token;
 /// the file, so a refresh token is never overwritten with nothing.
 ///
 /// ```no_run
+/// # #[cfg(feature = "http-sources")]
+/// # mod example {
 /// use tokenwarden::Refresher;
 /// use tokenwarden::sources::RefreshTokenGrant;
 /// use tokenwarden::store::FileStore;
@@ -36,6 +38,7 @@ use crate::Token;
 /// let handle = Refresher::builder(source)
 ///     .store(FileStore::new("/var/lib/myapp/token.json"))
 ///     .spawn();
+/// # }
 /// # }
 /// ```
 #[derive(Clone, Debug)]
