@@ -56,7 +56,11 @@
 //! | token exchange (RFC 8693) | [`TokenExchange`](sources::TokenExchange) | `token_exchange` |
 //! | JWT-bearer grant, service accounts (RFC 7523), feature `signing` | `sources::JwtBearer` | `jwt_bearer` |
 //! | OpenID / RFC 8414 discovery, for any of the above | [`Issuer`](sources::Issuer) | `discovery` |
-//! | a fixed token; a file something else rotates | [`StaticToken`](sources::StaticToken), [`FileToken`](sources::FileToken) | |
+//! | a fixed token; a file something else rotates (a pod's service-account token) | [`StaticToken`](sources::StaticToken), [`FileToken`](sources::FileToken) | |
+//! | workload identity: GCE metadata server, Azure managed identity, GitHub Actions OIDC | `sources::cloud` | `workload_identity` |
+//! | DPoP-bound tokens (RFC 9449) on any OAuth flow, feature `dpop` | `.dpop(dpop::DpopKey)` | `dpop` |
+//! | a token per scope set, audience or resource, one identity | [`registry::KeyedCredential`] | `keyed` |
+//! | credentials declared in a configuration file | `config::CredentialsConfig` | `config` |
 //!
 //! A client proves who it is with a [`Credential`](sources::Credential): a secret (from memory,
 //! or a [file read at every fetch](sources::Secret::file)), a signed assertion
@@ -156,6 +160,9 @@
 //! - [`integrations::metrics`] (feature `metrics`): refresh outcomes, fetch durations, time to
 //!   expiry and state, through the `metrics` facade.
 //! - [`store`]: a rotated refresh token survives restarts.
+//! - [`Health`]: readiness and liveness over a service's credentials; as tower services with
+//!   feature `health` (example `service`: `/healthz`, `/readyz`, `/metrics`). `contrib/` has a
+//!   Grafana dashboard and Prometheus alerts.
 //!
 //! # Features
 //!
@@ -169,6 +176,8 @@
 //! | `tower` | | tower `Layer` (hyper, tonic) |
 //! | `metrics` | | metrics through the `metrics` facade |
 //! | `redis` | | [`fleet::RedisFleet`] |
+//! | `dpop` | | DPoP (RFC 9449): `dpop::DpopKey`, proofs on token and API requests |
+//! | `health` | | `Health::readiness()` / `liveness()` as tower services |
 //!
 //! Without default features the crate compiles tokio, tokio-util, serde, tracing and a few
 //! small pure-Rust crates: [`from_fn`], stores, [`Registry`] and the refresher itself.
