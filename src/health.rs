@@ -42,7 +42,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::{Registry, TokenHandle, TokenState};
+use crate::{Registry, TokenHandle};
 
 /// One credential's health, as a probe reports it.
 #[derive(Clone, Debug, Serialize)]
@@ -192,19 +192,11 @@ fn verdicts(credentials: Vec<CredentialHealth>) -> HealthReport {
 
 fn credential(handle: &TokenHandle, required: bool, now: SystemTime) -> CredentialHealth {
     let state = handle.state();
-    let (label, last_error) = match &state {
-        TokenState::Pending { last_error, .. } => ("pending", last_error.as_ref()),
-        TokenState::Fresh(_) => ("fresh", None),
-        TokenState::Refreshing(_) => ("refreshing", None),
-        TokenState::Stale { last_error, .. } => ("stale", Some(last_error)),
-        TokenState::Expired { last_error, .. } => ("expired", last_error.as_ref()),
-        TokenState::Failed { error, .. } => ("failed", Some(error)),
-        TokenState::Stopped => ("stopped", None),
-    };
+    let last_error = state.last_error();
     let seconds_until = |at: SystemTime| at.duration_since(now).unwrap_or_default().as_secs();
     CredentialHealth {
         name: handle.name().to_owned(),
-        state: label,
+        state: state.label(),
         serving: handle.with_current(|_| ()).is_ok(),
         required,
         seconds_left: state

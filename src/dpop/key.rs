@@ -171,11 +171,13 @@ impl DpopKey {
             .map_err(|_| crate::FetchError::transient("DPoP: signing a proof failed"))
     }
 
-    /// Random bytes for a proof's `jti`.
-    pub(crate) fn random(&self, bytes: &mut [u8]) {
+    /// Random bytes for a proof's `jti` (which servers use to refuse replays).
+    pub(crate) fn random(&self, bytes: &mut [u8]) -> Result<(), crate::FetchError> {
         use aws_lc_rs::rand::SecureRandom;
-        // A failed random source leaves zeros; the proof's `iat` still differs per second.
-        let _ = self.inner.rng.fill(bytes);
+        self.inner
+            .rng
+            .fill(bytes)
+            .map_err(|_| crate::FetchError::transient("DPoP: the random source failed"))
     }
 
     /// The nonce `origin` last sent, if any.

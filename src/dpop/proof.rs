@@ -47,7 +47,7 @@ pub(crate) fn access_token_hash(token: &str) -> String {
 pub(crate) fn proof(key: &DpopKey, what: &ProofFor<'_>) -> Result<String, FetchError> {
     let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{}}}"#, key.jwk());
     let mut jti = [0u8; 16];
-    key.random(&mut jti);
+    key.random(&mut jti)?;
     let mut claims = serde_json::Map::new();
     claims.insert("jti".into(), URL_SAFE_NO_PAD.encode(jti).into());
     claims.insert("htm".into(), what.method.into());

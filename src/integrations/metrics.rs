@@ -45,19 +45,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{FetchError, FetchReason, TokenState};
 
-/// The `state` label of a state.
-fn state_label(state: &TokenState) -> &'static str {
-    match state {
-        TokenState::Pending { .. } => "pending",
-        TokenState::Fresh(_) => "fresh",
-        TokenState::Refreshing(_) => "refreshing",
-        TokenState::Stale { .. } => "stale",
-        TokenState::Expired { .. } => "expired",
-        TokenState::Failed { .. } => "failed",
-        TokenState::Stopped => "stopped",
-    }
-}
-
 /// A fetch finished after `took`.
 pub(crate) fn fetched<T>(
     credential: &Arc<str>,
@@ -100,18 +87,13 @@ pub(crate) fn state(
     now: SystemTime,
 ) {
     let name = credential.to_string();
-    let label = state_label(state);
-    if let Some(previous) = previous.map(state_label).filter(|p| *p != label) {
+    let label = state.label();
+    if let Some(previous) = previous.map(TokenState::label).filter(|p| *p != label) {
         metrics::gauge!("tokenwarden_state", "credential" => name.clone(), "state" => previous)
             .set(0.0);
     }
     metrics::gauge!("tokenwarden_state", "credential" => name.clone(), "state" => label).set(1.0);
-    let served = match state {
-        TokenState::Fresh(token) | TokenState::Refreshing(token) => Some(token),
-        TokenState::Stale { token, .. } => Some(token),
-        _ => None,
-    };
-    if let Some(expiry) = served.and_then(|token| token.expiry()) {
+    if let Some(expiry) = state.token().and_then(|token| token.expiry()) {
         let at = expiry.duration_since(UNIX_EPOCH).unwrap_or_default();
         metrics::gauge!("tokenwarden_token_expires_at_seconds", "credential" => name.clone())
             .set(at.as_secs_f64());

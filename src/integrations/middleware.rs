@@ -105,11 +105,11 @@ impl Middleware for TokenAuth {
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let retry = request.try_clone();
-        let url = request.url().as_str().to_owned();
         let response = if !super::dpop_bound(&token) {
             request.headers_mut().insert(AUTHORIZATION, header);
             next.clone().run(request, extensions).await?
         } else {
+            let url = request.url().as_str().to_owned();
             // DPoP-bound: a proof per request, and once more with the nonce a server asks for.
             let again = request.try_clone();
             authorize(&mut request, &token)?;

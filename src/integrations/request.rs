@@ -60,9 +60,11 @@ pub trait RequestBuilderExt: Sized {
 impl RequestBuilderExt for RequestBuilder {
     fn with_token(self, handle: &TokenHandle) -> Result<Self, Error> {
         #[cfg(feature = "dpop")]
-        if handle.with_current(|token| token.dpop_key().is_some())? {
-            return with_dpop(self, &handle.current()?);
-        }
+        return match handle.authorization_or_bound()? {
+            Ok(header) => Ok(self.header(AUTHORIZATION, header)),
+            Err(bound) => with_dpop(self, &bound),
+        };
+        #[cfg(not(feature = "dpop"))]
         Ok(self.header(AUTHORIZATION, handle.authorization_header()?))
     }
 

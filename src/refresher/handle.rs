@@ -152,6 +152,28 @@ impl TokenHandle {
         Ok(self.current_shared()?.authorization_header()?)
     }
 
+    /// In one read: the prebuilt `Authorization` value, or, for a DPoP-bound token (whose
+    /// requests each need a proof of their own), the token.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn authorization_or_bound(&self) -> Result<Result<HeaderValue, Token>, Error> {
+        let bound = |token: &Token| token.dpop_key().is_some();
+        let replica = self.replica(|replica| {
+            if bound(&replica.token) {
+                Some(Err(replica.token.clone()))
+            } else {
+                replica.header.clone().map(Ok)
+            }
+        });
+        if let Some(Some(found)) = replica {
+            return Ok(found);
+        }
+        let token = self.current_shared()?;
+        if bound(&token) {
+            return Ok(Err(token));
+        }
+        Ok(Ok(token.authorization_header()?))
+    }
+
     /// `read` on this thread's replica of the token, when it has a servable one.
     #[inline]
     fn replica<R>(&self, read: impl FnOnce(&super::replica::Replica) -> R) -> Option<R> {

@@ -96,6 +96,32 @@ impl TokenState {
         }
     }
 
+    /// The error of the last fetch, when the last fetch failed (for a [`Failed`](TokenState::Failed)
+    /// state, the permanent error).
+    pub fn last_error(&self) -> Option<&FetchError> {
+        match self {
+            TokenState::Pending { last_error, .. } | TokenState::Expired { last_error, .. } => {
+                last_error.as_ref()
+            }
+            TokenState::Stale { last_error, .. } => Some(last_error),
+            TokenState::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The state's name, as metrics and health reports show it.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            TokenState::Pending { .. } => "pending",
+            TokenState::Fresh(_) => "fresh",
+            TokenState::Refreshing(_) => "refreshing",
+            TokenState::Stale { .. } => "stale",
+            TokenState::Expired { .. } => "expired",
+            TokenState::Failed { .. } => "failed",
+            TokenState::Stopped => "stopped",
+        }
+    }
+
     /// The token if it has not expired, else why there is none; and whether the refresher
     /// should be woken (no valid token, or a refresh overdue by the wall clock). `has_passed`
     /// tells whether a point in time is past (the read path's clock).

@@ -172,6 +172,8 @@ impl<K> Drop for Inner<K> {
     /// The last clone is gone: every key's refresher stops (handles still held answer
     /// [`Error::Stopped`]), and so does the idle sweeper.
     fn drop(&mut self) {
+        // `Registry::shutdown` without its key bounds (a `Drop` impl cannot add them); the
+        // map goes with the registry.
         self.registry.shared.cancel.cancel();
     }
 }

@@ -1,12 +1,14 @@
 //! [`GitHubActionsOidc`]: OpenID Connect ID tokens of a GitHub Actions job.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use reqwest::header::AUTHORIZATION;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::sources::HttpOptions;
 use crate::sources::oauth::http::Endpoint;
+use crate::sources::oauth::response::{self, Shape};
 use crate::token::sensitive_authorization;
 use crate::{ConfigError, FetchContext, FetchError, FetchFuture, Token, TokenSource, jwt};
 
@@ -101,21 +103,21 @@ impl TokenSource for GitHubActionsOidc {
     }
 }
 
-/// The ID token in the runner's answer, `{"value": "<jwt>"}`.
+/// The ID token in the runner's answer, `{"value": "<jwt>"}`: read as any token answer is
+/// (JSON, the field, header-safe), then held to what an ID token must state, its `exp`.
 fn parse(body: &[u8], endpoint: &str) -> Result<Token, FetchError> {
-    let bad = |what: &str| FetchError::transient(format!("{endpoint}: {what}"));
-    let answer: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| bad("the answer is not JSON"))?;
-    let value = answer
-        .get("value")
-        .ok_or_else(|| bad("the answer has no `value`"))?
-        .as_str()
-        .ok_or_else(|| bad("field `value` is not a string"))?;
-    let claims = jwt::claims(value).ok_or_else(|| bad("field `value` is not a JWT"))?;
-    if jwt::expiry(&claims).is_none() {
-        return Err(bad("the ID token in `value` has no `exp` claim"));
+    let shape = Shape {
+        token_fields: vec!["value".into()],
+        ..Shape::oauth()
+    };
+    let token = response::parse_token(body, endpoint, &shape, SystemTime::now())?;
+    let exp = jwt::claims(token.expose_secret()).and_then(|claims| jwt::expiry(&claims));
+    if exp.is_none() {
+        return Err(FetchError::transient(format!(
+            "{endpoint}: field `value` is not a JWT with an `exp` claim"
+        )));
     }
-    Ok(Token::new(value.to_owned()))
+    Ok(token)
 }
 
 impl fmt::Debug for GitHubActionsOidc {
@@ -195,8 +197,8 @@ mod tests {
         for (body, says) in [
             (&b"not json"[..], "not JSON"),
             (br#"{"token":"x"}"#, "no `value`"),
-            (br#"{"value":7}"#, "`value` is not a string"),
-            (br#"{"value":"opaque"}"#, "`value` is not a JWT"),
+            (br#"{"value":7}"#, "field `value` is not a string"),
+            (br#"{"value":"opaque"}"#, "field `value` is not a JWT"),
         ] {
             let message = parse(body, "endpoint").unwrap_err().to_string();
             assert!(message.contains(says), "{message}");
