@@ -101,11 +101,13 @@ impl Clock {
     /// `at` prepared for [`Clock::is_past`]: the coarse-clock threshold is computed once, when
     /// a thread copies a token, rather than on every read.
     pub(crate) fn deadline(&self, at: SystemTime) -> Deadline {
+        // Whole seconds, rounded down: a coarse reading below it is at least a second before
+        // `at - PRECISE_WITHIN`, so the true time (less than a second plus the coarse clock's lag
+        // past the reading) is still before `at`.
         let coarse_safe_before = at
             .checked_sub(PRECISE_WITHIN)
             .and_then(|safe| safe.duration_since(UNIX_EPOCH).ok())
-            .and_then(|safe| u64::try_from(safe.as_nanos()).ok())
-            .unwrap_or(0);
+            .map_or(0, |safe| safe.as_secs());
         Deadline {
             at,
             coarse_safe_before,
@@ -113,16 +115,24 @@ impl Clock {
     }
 
     /// Whether `deadline` has passed: [`has_passed`](Clock::has_passed) without its
-    /// arithmetic, for the per-thread replicas (one coarse read and one integer compare).
+    /// arithmetic, for the per-thread replicas (one read of the coarse clock's seconds and one
+    /// integer compare).
     #[inline]
     pub(crate) fn is_past(&self, deadline: &Deadline) -> bool {
-        match &self.kind {
-            Kind::System => match coarse::nanos() {
-                Some(now) if now < deadline.coarse_safe_before => false,
-                _ => SystemTime::now() >= deadline.at,
-            },
-            Kind::Tokio(_) => self.now() >= deadline.at,
+        if let Kind::System = self.kind
+            && let Some(now) = coarse::seconds()
+            && now < deadline.coarse_safe_before
+        {
+            return false;
         }
+        self.is_past_precisely(deadline)
+    }
+
+    /// The rest of [`is_past`](Clock::is_past), out of line: rare for healthy tokens.
+    #[cold]
+    #[inline(never)]
+    fn is_past_precisely(&self, deadline: &Deadline) -> bool {
+        self.now() >= deadline.at
     }
 
     /// Moves a [`Clock::tokio`] clock ahead by `by` without moving tokio's timers, as happens
@@ -139,8 +149,9 @@ impl Clock {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadline {
     at: SystemTime,
-    /// Nanoseconds since the epoch before which the coarse clock alone decides (`at` less
-    /// [`PRECISE_WITHIN`]); 0 when `at` is that close to the epoch, so the precise clock decides.
+    /// Whole seconds since the epoch before which the coarse clock alone decides (`at` less
+    /// [`PRECISE_WITHIN`], rounded down); 0 when `at` is that close to the epoch, so the precise
+    /// clock decides.
     coarse_safe_before: u64,
 }
 
@@ -161,22 +172,31 @@ mod coarse {
         (rc == 0).then(|| UNIX_EPOCH + Duration::new(secs, nanos))
     }
 
-    /// The same, as nanoseconds since the epoch: what the read path compares, without
-    /// `SystemTime` arithmetic (overflow checks) on every read.
+    /// The coarse clock's whole seconds since the epoch: what the read path compares.
+    ///
+    /// glibc's `time` is the vDSO's, one load of the seconds the kernel stored at its last tick
+    /// (2.2 ns on an AMD EPYC where `clock_gettime(CLOCK_REALTIME_COARSE)` takes 4.4 ns: that
+    /// one loops on a sequence count and goes through a wrapper).
+    #[cfg(target_env = "gnu")]
     #[inline]
-    pub(super) fn nanos() -> Option<u64> {
+    pub(super) fn seconds() -> Option<u64> {
+        // SAFETY: a null pointer asks `time` only to return the value.
+        let secs = unsafe { libc::time(std::ptr::null_mut()) };
+        // -1 (a failed call) or a clock before 1970: `None`, and the precise clock decides.
+        u64::try_from(secs).ok()
+    }
+
+    /// The same where `time` may not be the vDSO's (musl reads the precise clock for it).
+    #[cfg(not(target_env = "gnu"))]
+    #[inline]
+    pub(super) fn seconds() -> Option<u64> {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         // SAFETY: as in `now`.
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-        // A clock before 1970 or a failed call: `None`, and the precise clock decides.
-        let secs = u64::try_from(ts.tv_sec).ok().filter(|_| rc == 0)?;
-        Some(
-            secs.saturating_mul(1_000_000_000)
-                .saturating_add(ts.tv_nsec.unsigned_abs()),
-        )
+        u64::try_from(ts.tv_sec).ok().filter(|_| rc == 0)
     }
 }
 
@@ -188,7 +208,7 @@ mod coarse {
         None
     }
 
-    pub(super) fn nanos() -> Option<u64> {
+    pub(super) fn seconds() -> Option<u64> {
         None
     }
 }
