@@ -15,6 +15,35 @@ fn read_hot(handle: &tokenwarden::TokenHandle) -> String {
     handle.current().unwrap().expose_secret().to_owned()
 }
 
+/// `count` started credentials, each serving `{prefix}-{n}`.
+async fn credentials(prefix: &'static str, count: u32) -> Vec<tokenwarden::TokenHandle> {
+    let mut handles = Vec::new();
+    for n in 0..count {
+        let source = tokenwarden::from_fn(move |_ctx| async move {
+            Ok::<_, FetchError>(
+                tokenwarden::Token::new(format!("{prefix}-{n}")).expires_in(secs(600)),
+            )
+        });
+        let handle = tokenwarden::Refresher::builder(source).spawn();
+        handle.ready().await.unwrap();
+        handles.push(handle);
+    }
+    handles
+}
+
+/// Every read style on `handle` gives `{prefix}-{n}`.
+fn assert_reads(handle: &tokenwarden::TokenHandle, prefix: &str, n: usize) {
+    let secret = format!("{prefix}-{n}");
+    assert_eq!(handle.current().unwrap().expose_secret(), secret);
+    assert_eq!(
+        handle.authorization_header().unwrap(),
+        format!("Bearer {secret}").as_str()
+    );
+    handle
+        .with_current(|token| assert_eq!(token.expose_secret(), secret))
+        .unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rotation_reaches_a_thread_that_holds_a_replica() {
     let source = Scripted::tokens(secs(600));
@@ -81,27 +110,10 @@ async fn after_shutdown_a_replica_is_not_served() {
 #[tokio::test(start_paused = true)]
 async fn many_credentials_on_one_thread_each_read_their_own_token() {
     // More than a thread keeps replicas of, read round-robin and repeatedly.
-    let mut handles = Vec::new();
-    for n in 0..40u32 {
-        let source = tokenwarden::from_fn(move |_ctx| async move {
-            Ok::<_, FetchError>(
-                tokenwarden::Token::new(format!("credential-{n}")).expires_in(secs(600)),
-            )
-        });
-        let handle = tokenwarden::Refresher::builder(source).spawn();
-        handle.ready().await.unwrap();
-        handles.push(handle);
-    }
+    let handles = credentials("credential", 40).await;
     for _ in 0..5 {
         for (n, handle) in handles.iter().enumerate() {
-            assert_eq!(
-                handle.current().unwrap().expose_secret(),
-                format!("credential-{n}")
-            );
-            assert_eq!(
-                handle.authorization_header().unwrap(),
-                format!("Bearer credential-{n}").as_str()
-            );
+            assert_reads(handle, "credential", n);
         }
         // A few hot ones among them.
         for _ in 0..3 {
@@ -128,6 +140,49 @@ async fn a_read_inside_with_current_is_served_too() {
         })
         .unwrap();
     assert_eq!(nested, (secret(1), secret(1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_with_current_closure_keeps_its_token_while_it_reads_everything_else() {
+    // The outer read holds its thread's replica; inside it, reads of more credentials than a
+    // thread keeps replicas of (each read twice, which would earn each a replica and evict the
+    // outer one) and of the outer credential after a rotation. None may change what the
+    // closure holds, and every read must still be right.
+    let source = Scripted::tokens(secs(600));
+    let (outer, _events) = started(builder(&source)).await;
+    read_hot(&outer);
+    let others = credentials("other", 40).await;
+    let rotated = outer.refresh().await.unwrap();
+    assert_eq!(rotated.expose_secret(), secret(2));
+    // The thread still holds the replica of secret 1's version; copy the new one first.
+    read_hot(&outer);
+    outer.refresh().await.unwrap();
+
+    let seen = outer
+        .with_current(|held| {
+            let before = held.expose_secret().to_owned();
+            for _ in 0..2 {
+                for (n, other) in others.iter().enumerate() {
+                    assert_reads(other, "other", n);
+                }
+            }
+            assert_eq!(outer.current().unwrap().expose_secret(), secret(3));
+            (before, held.expose_secret().to_owned())
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        (secret(3), secret(3)),
+        "the held token did not change"
+    );
+
+    // Once nothing is held, the table changes again: reads still right, replicas earned.
+    for (n, other) in others.iter().enumerate().take(20) {
+        for _ in 0..3 {
+            assert_reads(other, "other", n);
+        }
+    }
+    assert_eq!(read_hot(&outer), secret(3));
 }
 
 #[test]
