@@ -64,14 +64,24 @@ struct Key {
 }
 
 struct Replicas {
-    /// One per entry, scanned on every read: kept apart from the replicas (about 90 bytes
-    /// each) so that the scan of a full thread reads four cache lines, not twenty-four.
+    /// Which credential each slot holds (id 0: none), checked on every read: kept apart from
+    /// the replicas (about 90 bytes each) so that a full scan reads four cache lines, not
+    /// twenty-four.
     keys: [Key; CAPACITY],
-    entries: Vec<Replica>,
+    /// One per slot once the thread holds any (allocated on its first replica).
+    entries: Vec<Option<Replica>>,
     next_evicted: usize,
     /// Credentials that missed recently: a second miss earns a replica. Ids start at 1.
     missed: [u64; CAPACITY],
     next_missed: usize,
+}
+
+/// The slot a credential is looked for first and put in when it is free: ids are handed out
+/// in sequence, so a service's credentials mostly get slots of their own, and a read checks one
+/// key instead of scanning (a scan cost 0.4 ns a slot: 9.4 ns for a credential in the 15th).
+#[inline]
+fn home(id: u64) -> usize {
+    (id % CAPACITY as u64) as usize
 }
 
 impl Replicas {
@@ -87,12 +97,21 @@ impl Replicas {
 
     #[inline]
     fn find(&self, id: u64) -> Option<usize> {
-        self.keys[..self.entries.len()]
-            .iter()
-            .position(|key| key.id == id)
+        let home = home(id);
+        if self.keys[home].id == id {
+            return Some(home);
+        }
+        self.scan(id)
     }
 
-    /// Where a new replica of `id` goes, if it has earned one.
+    /// A credential away from its home slot (another took it first), or none.
+    #[inline(never)]
+    fn scan(&self, id: u64) -> Option<usize> {
+        self.keys.iter().position(|key| key.id == id)
+    }
+
+    /// Where a new replica of `id` goes, if it has earned one: its slot if it has one, else
+    /// its home if free, else any free slot, else the oldest filled.
     fn slot_for(&mut self, id: u64) -> Option<usize> {
         if let Some(at) = self.find(id) {
             return Some(at);
@@ -102,8 +121,12 @@ impl Replicas {
             self.next_missed = (self.next_missed + 1) % CAPACITY;
             return None;
         }
-        if self.entries.len() < CAPACITY {
-            return Some(self.entries.len());
+        let home = home(id);
+        if self.keys[home].id == 0 {
+            return Some(home);
+        }
+        if let Some(free) = self.keys.iter().position(|key| key.id == 0) {
+            return Some(free);
         }
         let at = self.next_evicted;
         self.next_evicted = (self.next_evicted + 1) % CAPACITY;
@@ -112,12 +135,17 @@ impl Replicas {
 
     /// Puts `replica` of credential `key.id` in slot `at` (from `slot_for`).
     fn put(&mut self, at: usize, key: Key, replica: Replica) {
-        self.keys[at] = key;
-        if at == self.entries.len() {
-            self.entries.push(replica);
-        } else {
-            self.entries[at] = replica;
+        if self.entries.is_empty() {
+            self.entries.resize_with(CAPACITY, || None);
         }
+        self.keys[at] = key;
+        self.entries[at] = Some(replica);
+    }
+
+    /// The replica in slot `at` (one `find` returned).
+    #[inline]
+    fn get(&self, at: usize) -> Option<&Replica> {
+        self.entries.get(at)?.as_ref()
     }
 
     /// Copies what `board` publishes now into this thread, if it is servable and the
@@ -171,7 +199,7 @@ impl Table {
             _ => self.copy(board, clock, version)?,
         };
         // SAFETY: as above; `copy` has returned.
-        let replica = unsafe { &(&*self.replicas.get()).entries[at] };
+        let replica = unsafe { &*self.replicas.get() }.get(at)?;
         if let Some(until) = &replica.until
             && clock.is_past(until)
         {
@@ -275,7 +303,8 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn a_credential_earns_a_replica_on_its_second_miss_and_eviction_is_round_robin() {
+    fn a_credential_earns_a_replica_on_its_second_miss_at_home_if_free_and_eviction_is_round_robin()
+    {
         let mut replicas = Replicas::new();
         let token = Token::new("t");
         let add = |replicas: &mut Replicas, id: u64| -> Option<usize> {
@@ -289,18 +318,32 @@ mod tests {
             Some(at)
         };
         assert_eq!(add(&mut replicas, 7), None, "first miss: remembered only");
-        assert_eq!(add(&mut replicas, 7), Some(0), "second miss: a replica");
-        assert_eq!(add(&mut replicas, 7), Some(0), "then found");
-        for id in 100..100 + CAPACITY as u64 - 1 {
+        assert_eq!(
+            add(&mut replicas, 7),
+            Some(7),
+            "second miss: a replica, at home"
+        );
+        assert_eq!(add(&mut replicas, 7), Some(7), "then found");
+        // 23's home is 7's: it takes the first free slot, and is found there.
+        assert_eq!(add(&mut replicas, 23), None);
+        assert_eq!(add(&mut replicas, 23), Some(0));
+        assert_eq!(replicas.find(23), Some(0));
+        assert_eq!(replicas.get(0).map(|r| r.token.expose_secret()), Some("t"));
+        // 32's home (0) is taken too; the other homes are free for their own.
+        for id in (33..33 + CAPACITY as u64).filter(|id| home(*id) != 0 && home(*id) != 7) {
             assert_eq!(add(&mut replicas, id), None);
-            assert!(add(&mut replicas, id).is_some());
+            assert_eq!(add(&mut replicas, id), Some(home(id)));
         }
-        assert_eq!(replicas.entries.len(), CAPACITY);
-        // Full: the oldest slot goes first.
-        add(&mut replicas, 500);
-        assert_eq!(add(&mut replicas, 500), Some(0));
-        assert_eq!(replicas.keys[0].id, 500);
-        assert_eq!(replicas.find(7), None, "evicted");
+        assert!(replicas.keys.iter().all(|key| key.id != 0), "full");
+        assert_eq!(add(&mut replicas, 32), None);
+        assert_eq!(
+            add(&mut replicas, 32),
+            Some(0),
+            "full: the oldest slot goes first"
+        );
+        assert_eq!(replicas.keys[0].id, 32);
+        assert_eq!(replicas.find(23), None, "evicted");
+        assert_eq!(replicas.find(7), Some(7), "kept");
     }
 
     #[test]
