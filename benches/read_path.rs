@@ -19,7 +19,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 #[path = "support/runs.rs"]
@@ -110,8 +110,9 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) -> Vec<(&'stati
     let swap = ArcSwap::from_pointee(token.clone());
     let cache = MutexCache::new(token);
 
-    let mut samples: [Vec<f64>; 10] = Default::default();
+    let mut samples: [Vec<f64>; 14] = Default::default();
     let header = handle.authorization_header().expect("a header");
+    let owned = handle.current().expect("a token");
     runtime.block_on(async {
         for _ in 0..rounds {
             samples[0].push(time_per_op(iterations, || {
@@ -150,6 +151,19 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) -> Vec<(&'stati
             samples[9].push(time_per_op(iterations, || {
                 black_box(clone_out_of_line(&header).ok());
             }));
+            // The parts of a read, alone, for the cost-per-part table.
+            samples[10].push(time_per_op(iterations, || {
+                black_box(black_box(&owned).clone());
+            }));
+            samples[11].push(time_per_op(iterations, || {
+                black_box(black_box(&header).clone());
+            }));
+            samples[12].push(time_per_op(iterations, || {
+                black_box(clock_seconds());
+            }));
+            samples[13].push(time_per_op(iterations, || {
+                black_box(coarse_clock_gettime());
+            }));
         }
     });
 
@@ -164,6 +178,10 @@ fn single_reader(runtime: &tokio::runtime::Runtime, quick: bool) -> Vec<(&'stati
         "tokenwarden authorization_header() (prebuilt), as returned",
         "tokenwarden authorization_header().ok()",
         "baseline: HeaderValue clone() returned by a function, .ok()",
+        "part: Token clone + drop",
+        "part: HeaderValue clone + drop",
+        "part: libc time() (what the expiry check reads on glibc)",
+        "part: clock_gettime(CLOCK_REALTIME_COARSE) (what it read before)",
     ];
     println!(
         "\n## One reader: ns per read ({rounds} interleaved rounds of {iterations}) on {}; the floor took {:.1} ns\n",
@@ -226,6 +244,31 @@ fn clone_out_of_line(header: &http::HeaderValue) -> Result<http::HeaderValue, to
     Ok(black_box(header).clone())
 }
 
+/// The wall clock's seconds as the read path's expiry check reads them on glibc.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn clock_seconds() -> libc::time_t {
+    // SAFETY: a null pointer asks `time` only to return the value.
+    unsafe { libc::time(std::ptr::null_mut()) }
+}
+
+/// The coarse wall clock as the expiry check read it before.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn coarse_clock_gettime() -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    ts
+}
+
+// Elsewhere the read path reads no coarse clock: nothing to measure.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn clock_seconds() {}
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn coarse_clock_gettime() {}
+
 fn time_per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
     let start = Instant::now();
     for _ in 0..iterations {
@@ -256,9 +299,6 @@ const STYLES: [&str; 7] = [
 ];
 
 const THREADS: [usize; 4] = [1, 2, 4, 8];
-
-/// Back-to-back pairs of 1- and 2-thread windows per style and run, for the scaling ratio.
-const PAIRS: usize = 5;
 
 /// One read of `style`.
 struct Readers {
@@ -321,6 +361,65 @@ fn reads_per_second(readers: &Arc<Readers>, style: usize, threads: usize, window
     reads as f64 / start.elapsed().as_secs_f64()
 }
 
+/// How many times faster two threads read `style` than one, from two threads that alternate
+/// for `window` between one reading alone and both reading, 20 ms each (less when quick).
+fn alternating_scaling(readers: &Arc<Readers>, style: usize, window: Duration) -> f64 {
+    const ALONE: u8 = 0;
+    const BOTH: u8 = 1;
+    const DONE: u8 = 2;
+    let slice = (window / 15).min(Duration::from_millis(20));
+    let phase = Arc::new(AtomicU8::new(ALONE));
+    let barrier = Arc::new(std::sync::Barrier::new(3));
+    let workers: Vec<_> = (0..2)
+        .map(|worker| {
+            let (readers, phase, barrier) = (readers.clone(), phase.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for n in 0..1_000 {
+                    readers.read(style, n);
+                }
+                barrier.wait();
+                // Reads in each phase: a batch is counted in the phase it started in.
+                let mut reads = [0u64; 2];
+                loop {
+                    let now = phase.load(Ordering::Relaxed);
+                    if now == DONE {
+                        return reads;
+                    }
+                    if worker == 1 && now == ALONE {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    for n in 0..256 {
+                        readers.read(style, n);
+                    }
+                    reads[usize::from(now)] += 256;
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let mut spent = [Duration::ZERO; 2];
+    let mut elapsed = Duration::ZERO;
+    while elapsed < window {
+        for now in [ALONE, BOTH] {
+            phase.store(now, Ordering::Relaxed);
+            let start = Instant::now();
+            std::thread::sleep(slice);
+            spent[usize::from(now)] += start.elapsed();
+        }
+        elapsed = spent[0] + spent[1];
+    }
+    phase.store(DONE, Ordering::Relaxed);
+    let mut reads = [0u64; 2];
+    for worker in workers {
+        let counted = worker.join().expect("a reader");
+        reads[0] += counted[0];
+        reads[1] += counted[1];
+    }
+    let rate = |p: usize| reads[p] as f64 / spent[p].as_secs_f64();
+    rate(1) / rate(0)
+}
+
 fn scaling(runtime: &tokio::runtime::Runtime, quick: bool) {
     let (runs, window) = if quick {
         (1, Duration::from_millis(5))
@@ -340,7 +439,7 @@ fn scaling(runtime: &tokio::runtime::Runtime, quick: bool) {
     });
     // rates[style][threads][run]
     let mut rates = vec![vec![Vec::new(); THREADS.len()]; STYLES.len()];
-    // speedups[style][run]: 2 threads over 1, from back-to-back pairs of windows.
+    // speedups[style][run]: 2 threads over 1, from alternating phases.
     let mut speedups = vec![Vec::new(); STYLES.len()];
     for _ in 0..runs {
         // Interleaved: every style and thread count once per run.
@@ -351,22 +450,16 @@ fn scaling(runtime: &tokio::runtime::Runtime, quick: bool) {
         }
         // The scaling ratio from windows seconds apart measures the neighbours' load as much
         // as the read (the guard's own ratio fell to 1.01x in a run whose other core was
-        // busy): each style's 1- and 2-thread windows are paired back to back instead, five
-        // pairs a run, and the run's ratio is their median.
+        // busy, and to 1.39x with back-to-back windows): two threads alternate between one
+        // reading alone and both reading, every 20 ms, so a slow spell of the host lands on
+        // both sides of the ratio.
         for (style, speedup) in speedups.iter_mut().enumerate() {
-            let mut pairs: Vec<f64> = (0..PAIRS)
-                .map(|_| {
-                    let one = reads_per_second(&readers, style, 1, window / 3);
-                    reads_per_second(&readers, style, 2, window / 3) / one
-                })
-                .collect();
-            pairs.sort_by(f64::total_cmp);
-            speedup.push(pairs[pairs.len() / 2]);
+            speedup.push(alternating_scaling(&readers, style, window * 2));
         }
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "\n## One credential read by 1, 2, 4 and 8 threads at once, on {cores} cores of {}: million reads per second, median of {runs} runs (min-max); the guard floor took {:.1} ns per read on 1 thread. 2 threads / 1: per run, the median of {PAIRS} back-to-back pairs of windows\n",
+        "\n## One credential read by 1, 2, 4 and 8 threads at once, on {cores} cores of {}: million reads per second, median of {runs} runs (min-max); the guard floor took {:.1} ns per read on 1 thread. 2 threads / 1: per run, from two threads alternating every 20 ms between one reading and both\n",
         runs::cpu_model(),
         1e9 / median(&rates[0][0])
     );
