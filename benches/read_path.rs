@@ -311,6 +311,13 @@ struct Readers {
 }
 
 impl Readers {
+    /// A thousand reads, so the thread has its replica and warm caches before it is timed.
+    fn warm_up(&self, style: usize) {
+        for n in 0..1_000 {
+            self.read(style, n);
+        }
+    }
+
     fn read(&self, style: usize, n: usize) {
         match style {
             0 => drop(black_box(self.swap.load())),
@@ -334,10 +341,7 @@ fn reads_per_second(readers: &Arc<Readers>, style: usize, threads: usize, window
         .map(|_| {
             let (readers, barrier, stop) = (readers.clone(), barrier.clone(), stop.clone());
             std::thread::spawn(move || {
-                // Warm up: the thread's replica, its caches.
-                for n in 0..1_000 {
-                    readers.read(style, n);
-                }
+                readers.warm_up(style);
                 barrier.wait();
                 let mut reads = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -374,9 +378,7 @@ fn alternating_scaling(readers: &Arc<Readers>, style: usize, window: Duration) -
         .map(|worker| {
             let (readers, phase, barrier) = (readers.clone(), phase.clone(), barrier.clone());
             std::thread::spawn(move || {
-                for n in 0..1_000 {
-                    readers.read(style, n);
-                }
+                readers.warm_up(style);
                 barrier.wait();
                 // Reads in each phase: a batch is counted in the phase it started in.
                 let mut reads = [0u64; 2];
