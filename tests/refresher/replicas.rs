@@ -242,3 +242,102 @@ fn threads_reading_during_rotations_never_see_an_older_token_after_a_newer_one()
         reader.join().unwrap();
     }
 }
+
+/// One step of [`any_interleaving_of_reads_rotations_and_nested_reads_serves_current_tokens`].
+#[derive(Clone, Debug)]
+enum Op {
+    /// Read credential `k` in read style `style` (0: `current`, 1: header, 2: `with_current`).
+    Read { k: usize, style: u8 },
+    /// Inside a `with_current` of credential `k`, these reads.
+    Nested { k: usize, inner: Vec<(usize, u8)> },
+    /// A refresh of credential `k`: its next token.
+    Rotate { k: usize },
+}
+
+/// More credentials than a thread keeps replicas of, so that steps copy, evict and miss.
+const KEYS: usize = 24;
+
+fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let read = (0..KEYS, 0..3u8);
+    prop_oneof![
+        4 => read.clone().prop_map(|(k, style)| Op::Read { k, style }),
+        2 => (0..KEYS, proptest::collection::vec(read, 0..24))
+            .prop_map(|(k, inner)| Op::Nested { k, inner }),
+        1 => (0..KEYS).prop_map(|k| Op::Rotate { k }),
+    ]
+}
+
+/// Reads `handle` in `style` and checks the token is `expected`.
+fn read_as(handle: &tokenwarden::TokenHandle, style: u8, expected: &str) {
+    match style {
+        0 => assert_eq!(handle.current().unwrap().expose_secret(), expected),
+        1 => assert_eq!(
+            handle.authorization_header().unwrap(),
+            format!("Bearer {expected}").as_str()
+        ),
+        _ => handle
+            .with_current(|token| assert_eq!(token.expose_secret(), expected))
+            .unwrap(),
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    // The per-thread table changes under reads (copies, evictions, rotations) but never under a
+    // `with_current` closure: whatever the order, every read gives the credential's current
+    // token, and a held token stays what it was.
+    #[test]
+    fn any_interleaving_of_reads_rotations_and_nested_reads_serves_current_tokens(
+        ops in proptest::collection::vec(any_op(), 1..120)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut handles = Vec::new();
+            for k in 0..KEYS {
+                let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+                let source = tokenwarden::from_fn(move |_ctx| {
+                    let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        Ok::<_, FetchError>(
+                            tokenwarden::Token::new(format!("c{k}-{n}")).expires_in(secs(600)),
+                        )
+                    }
+                });
+                let handle = tokenwarden::Refresher::builder(source).spawn();
+                handle.ready().await.unwrap();
+                handles.push(handle);
+            }
+            let mut generation = [0u32; KEYS];
+            let expected = |generation: &[u32; KEYS], k: usize| format!("c{k}-{}", generation[k]);
+            for op in ops {
+                match op {
+                    Op::Read { k, style } => read_as(&handles[k], style, &expected(&generation, k)),
+                    Op::Nested { k, inner } => {
+                        let outer = expected(&generation, k);
+                        handles[k]
+                            .with_current(|held| {
+                                for &(j, style) in &inner {
+                                    read_as(&handles[j], style, &expected(&generation, j));
+                                }
+                                assert_eq!(held.expose_secret(), outer, "the held token changed");
+                            })
+                            .unwrap();
+                    }
+                    Op::Rotate { k } => {
+                        handles[k].refresh().await.unwrap();
+                        generation[k] += 1;
+                    }
+                }
+            }
+            for handle in &handles {
+                handle.shutdown();
+            }
+        });
+    }
+}
