@@ -149,9 +149,8 @@ impl Replicas {
     }
 
     /// Copies what `board` publishes now into this thread, if it is servable and the
-    /// credential has earned a slot. Out of line: it runs once per rotation per thread.
-    #[cold]
-    #[inline(never)]
+    /// credential has earned a slot (called out of line, by [`Table::copy`]: it runs once per
+    /// rotation per thread).
     fn copy(&mut self, board: &Board, clock: &Clock, version: u64) -> Option<usize> {
         // What is published now has a version of at least `version`, so a publication in
         // between only makes the next read copy again.
