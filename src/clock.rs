@@ -240,7 +240,10 @@ mod tests {
         let Some(coarse) = coarse::seconds() else {
             return; // no coarse clock on this platform: the precise path is always taken
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!(coarse <= now, "coarse clock {coarse} ahead of {now}");
         assert!(now - coarse <= 1, "coarse clock {coarse} behind {now}");
     }
