@@ -82,7 +82,7 @@ impl TokenHandle {
     /// Synchronous and cheap, so it can be called on every request and from sync code: each
     /// thread keeps its own copy of a token it reads often (refreshed at every rotation), so a
     /// read is a thread-local lookup, a version check and a clock read, and threads reading one
-    /// credential do not slow each other down (about 5 ns, 1.2x an `arc_swap` load, on an AMD
+    /// credential do not slow each other down (about 5 ns, 1.0-1.2x an `arc_swap` load, on an AMD
     /// EPYC; BENCHMARKS.md). The copy is dropped (its secret wiped) when the thread evicts it
     /// (it keeps 16) or exits. It never returns a token within the
     /// [serve margin](crate::RefreshPolicy::serve_margin) of its expiry, or past it: a process
