@@ -109,8 +109,16 @@ impl TokenState {
         }
     }
 
-    /// The state's name, as metrics and health reports show it.
-    pub(crate) fn label(&self) -> &'static str {
+    /// The state's name, as the metrics' `state` label and health reports show it: `pending`,
+    /// `fresh`, `refreshing`, `stale`, `expired`, `failed` or `stopped`. For log lines and
+    /// dashboards of your own that should read the same.
+    ///
+    /// ```
+    /// use tokenwarden::TokenState;
+    ///
+    /// assert_eq!(TokenState::Stopped.label(), "stopped");
+    /// ```
+    pub fn label(&self) -> &'static str {
         match self {
             TokenState::Pending { .. } => "pending",
             TokenState::Fresh(_) => "fresh",

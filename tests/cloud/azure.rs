@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use tokenwarden::sources::cloud::AzureManagedIdentity;
 
 use super::platform::{AZURE_CLIENT_ID, IDENTITY_HEADER, Platform};
-use super::{failure, first_token, sdk, spawn};
+use super::{failure_saying, first_token, sdk, spawn};
 
 const SCOPE: &str = "https://vault.azure.net/.default";
 const RESOURCE: &str = "https://vault.azure.net";
@@ -84,10 +84,7 @@ async fn a_wrong_identity_header_fails_without_echoing_it() {
         .build()
         .unwrap();
     let handle = spawn(source);
-    let error = failure(&handle).await;
-    let message = error.to_string();
-    assert!(message.contains("401"), "{message}");
-    assert!(!message.contains(wrong), "{message}");
+    failure_saying(&handle, "401", wrong).await;
 }
 
 #[tokio::test]

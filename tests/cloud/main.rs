@@ -38,6 +38,15 @@ pub async fn failure(handle: &TokenHandle) -> tokenwarden::Error {
         .expect_err("a failure")
 }
 
+/// [`failure`], checked to say `says` and never to show `secret`.
+pub async fn failure_saying(handle: &TokenHandle, says: &str, secret: &str) -> tokenwarden::Error {
+    let error = failure(handle).await;
+    let message = error.to_string();
+    assert!(message.contains(says), "{message}");
+    assert!(!message.contains(secret), "{message}");
+    error
+}
+
 /// A claim of a JWT's payload, without verifying it.
 pub fn claim(token: &Token, name: &str) -> serde_json::Value {
     token.claims().expect("a JWT")[name].clone()

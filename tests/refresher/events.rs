@@ -70,23 +70,11 @@ async fn watchers_see_each_state_change() {
     let handle = builder(&source).spawn();
     let mut watch = handle.watch();
 
-    fn label(state: &TokenState) -> &'static str {
-        match state {
-            TokenState::Pending { .. } => "pending",
-            TokenState::Fresh(_) => "fresh",
-            TokenState::Refreshing(_) => "refreshing",
-            TokenState::Stale { .. } => "stale",
-            TokenState::Expired { .. } => "expired",
-            TokenState::Failed { .. } => "failed",
-            TokenState::Stopped => "stopped",
-            _ => "other",
-        }
-    }
-    let mut seen = vec![label(&watch.borrow_and_update())];
+    let mut seen = vec![watch.borrow_and_update().label()];
     // The initial fetch, a scheduled one that succeeds, then one that fails.
     while watch.changed().await.is_ok() {
         let state = watch.borrow_and_update().clone();
-        seen.push(label(&state));
+        seen.push(state.label());
         match seen.len() {
             // The next fetch (the second scheduled one) will fail.
             3 => source.set_default(Step::Fail(FetchError::transient("503"))),
